@@ -1,0 +1,90 @@
+"""Writes certificates (docs/format.md, version 1): exact encodings of weights and numbers.
+
+Every number is a string: integers in decimal, exact values as "p/q" rationals or exact hex
+floats; arrays are little-endian base64 with dtype and shape. The checker re-derives everything;
+what the prover writes here can only save the checker work, never make it believe more.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from certify.model import WEIGHT_KEYS, MaxOfKConfig, weights_sha256
+
+FORMAT = "compact-proofs/certificate"
+FORMAT_VERSION = 1
+_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
+           np.dtype(np.int64): "int64"}
+
+
+@dataclass
+class Proof:
+    """What a strategy's prover produces: everything but the model."""
+
+    strategy: str
+    correct_count: int
+    options: dict[str, Any] = field(default_factory=dict)
+    witnesses: dict[str, Any] = field(default_factory=dict)
+    lemmas: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)  # prover-side info, not in the cert
+
+
+def encode_array(a: np.ndarray) -> dict[str, Any]:
+    a = np.asarray(a)
+    if a.dtype.kind == "i":
+        a = a.astype(np.int64)
+    name = _DTYPES[a.dtype]
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+        raise ValueError("cannot encode a non-finite array")
+    raw = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes()
+    return {"dtype": name, "shape": list(a.shape), "data": base64.b64encode(raw).decode()}
+
+
+def encode_number(x: float | int | Fraction) -> str:
+    """Exact: ints and Fractions as "p/q", floats as exact hex floats."""
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError("booleans are not numbers")
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, Fraction):
+        return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+    f = float(x)
+    if not np.isfinite(f):
+        raise ValueError("cannot encode a non-finite number")
+    return f.hex()
+
+
+def build(config: MaxOfKConfig, weights: dict[str, np.ndarray], proof: Proof) -> dict[str, Any]:
+    from certify import __version__
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "prover": {"name": "certify", "version": __version__},
+        "model": {
+            "n_ctx": config.n_ctx,
+            "d_vocab": config.d_vocab,
+            "d_model": config.d_model,
+            "d_head": config.d_head,
+            "sha256": weights_sha256(weights),
+            "weights": {k: encode_array(weights[k].astype(np.float32)) for k in WEIGHT_KEYS},
+        },
+        "strategy": {"name": proof.strategy, "options": proof.options},
+        "witnesses": proof.witnesses,
+        "lemmas": proof.lemmas,
+        "claim": {
+            "correct_count": str(proof.correct_count),
+            "total": str(config.d_vocab**config.n_ctx),
+        },
+    }
+
+
+def write(doc: dict[str, Any], path: str | Path) -> None:
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n")

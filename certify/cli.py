@@ -1,0 +1,130 @@
+"""certify: train Max-of-K models, compute their exact accuracy, emit proof certificates.
+
+    certify train [--k 4] [--d-vocab 64] [--d-model 32] [--seed 123] [--steps 3000] -o MODEL
+    certify accuracy MODEL
+    certify emit MODEL [--strategy NAME] [-o CERT]
+    certify strategies
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from certify.model import ModelError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="certify", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model with the paper's recipe")
+    t.add_argument("--k", type=int, default=4, help="sequence length K (n_ctx)")
+    t.add_argument("--d-vocab", type=int, default=64)
+    t.add_argument("--d-model", type=int, default=32)
+    t.add_argument("--seed", type=int, default=123)
+    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("-o", "--output", required=True, help="model path (.pt or .safetensors)")
+
+    a = sub.add_parser("accuracy", help="exact accuracy over all d_vocab^K inputs")
+    a.add_argument("model")
+    a.add_argument("--workers", type=int, default=None)
+
+    e = sub.add_parser("emit", help="prove a bound and write its certificate")
+    e.add_argument("model")
+    e.add_argument("--strategy", default="cubic", help="see 'certify strategies'")
+    e.add_argument("-o", "--output", help="default: MODEL-STEM.STRATEGY.cert.json beside MODEL")
+
+    sub.add_parser("strategies", help="list every strategy name")
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ModelError as err:
+        print(f"certify: error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as err:
+        print(f"certify: error: {str(err).splitlines()[0] if str(err) else err!r}",
+              file=sys.stderr)
+        return 2
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from certify.model import MaxOfKConfig, save
+    from certify.train import train
+
+    if min(args.k, args.d_vocab, args.d_model, args.steps) < 1:
+        raise ValueError("--k, --d-vocab, --d-model and --steps must be positive")
+    if Path(args.output).suffix not in (".pt", ".pth", ".safetensors"):
+        raise ValueError(f"{args.output}: model path must end in .pt or .safetensors")
+    config = MaxOfKConfig(n_ctx=args.k, d_vocab=args.d_vocab, d_model=args.d_model,
+                          d_head=args.d_model)
+    start = time.perf_counter()
+    weights = train(config, seed=args.seed, steps=args.steps)
+    save(weights, args.output)
+    print(f"trained K={args.k} d_vocab={args.d_vocab} seed={args.seed} in "
+          f"{time.perf_counter() - start:.1f} s -> {args.output}")
+    return 0
+
+
+def cmd_accuracy(args: argparse.Namespace) -> int:
+    from certify.circuits import circuits
+    from certify.model import load
+    from certify.strategies.brute import correct_count
+
+    config, weights = load(args.model)
+    start = time.perf_counter()
+    correct = correct_count(circuits(config, weights), workers=args.workers)
+    total = config.d_vocab**config.n_ctx
+    print(f"{correct} of {total} inputs correct: accuracy {correct / total:.6f} "
+          f"({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from certify.certificate import build, write
+    from certify.circuits import circuits
+    from certify.model import load
+    from certify.strategies import prove
+
+    config, weights = load(args.model)
+    start = time.perf_counter()
+    proof = prove(args.strategy, config, weights, circuits(config, weights))
+    seconds = time.perf_counter() - start
+    out = args.output or default_output(args.model, proof.strategy)
+    write(build(config, weights, proof), out)
+    total = config.d_vocab**config.n_ctx
+    print(f"{proof.strategy}: at least {proof.correct_count} of {total} inputs correct, "
+          f"bound {proof.correct_count / total:.6f} ({seconds:.1f} s) -> {out}")
+    return 0
+
+
+def default_output(model: str, strategy: str) -> str:
+    path = Path(model)
+    safe = strategy.replace(":", "-").replace("/", "_")
+    return str(path.with_name(f"{path.stem}.{safe}.cert.json"))
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from certify.strategies import strategy_names
+
+    print("\n".join([*strategy_names(), "all"]))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "accuracy": cmd_accuracy,
+    "emit": cmd_emit,
+    "strategies": cmd_strategies,
+}
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,40 @@
+"""Proof strategies: each module's ``prove(config, weights, circuits, ...) -> Proof``.
+
+Names: ``brute``, ``cubic``, ``subcubic:<eu>/<attention>/<eps>`` (100 variants, see
+``certify strategies``), ``best-subcubic`` (the variant with the highest bound) and ``all``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from certify.certificate import Proof
+from certify.circuits import Circuits
+from certify.model import MaxOfKConfig
+
+
+def strategy_names() -> list[str]:
+    names = ["brute", "cubic"]
+    try:
+        from certify.strategies.subcubic import variant_names
+    except ImportError:
+        return names
+    return [*names, *variant_names(), "best-subcubic"]
+
+
+def prove(
+    name: str, config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits
+) -> Proof:
+    if name == "brute":
+        from certify.strategies.brute import prove as prove_brute
+
+        return prove_brute(c)
+    if name == "cubic":
+        from certify.strategies.cubic import prove as prove_cubic
+
+        return prove_cubic(config, weights, c)
+    if name.startswith("subcubic:") or name == "best-subcubic":
+        from certify.strategies.subcubic import prove as prove_subcubic
+
+        return prove_subcubic(name, config, weights, c)
+    raise ValueError(f"unknown strategy {name!r} (see 'certify strategies')")

@@ -1,0 +1,105 @@
+"""Sound arithmetic for the rules: exact rationals, balls, and outward-rounded float64.
+
+Three tools (design.md, "Sound arithmetic"):
+
+1. Exact. Float32 weights are dyadic rationals; sums and products of them are exact in
+   ``fmpq_mat`` (FLINT). All linear algebra on the weights happens here.
+2. Balls. ``arb`` encloses exp and sqrt; a ball's ``lower()``/``upper()`` bound the true value.
+3. Outward-rounded float64 intervals ``(lo, hi)`` of numpy arrays. IEEE-754 + − × ÷ are correctly
+   rounded (round-to-nearest, checked by ``selftest``), so the exact result of an operation on
+   floats lies within one ulp of the computed one; ``np.nextafter`` by one ulp in each direction
+   therefore encloses it. Enclosures propagate: if x ∈ [xl, xh] and y ∈ [yl, yh] then x + y ∈
+   [down(xl + yl), up(xh + yh)].
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import flint
+import numpy as np
+
+INF = np.inf
+
+# --- exact -----------------------------------------------------------------------------------
+
+
+def exact_matrix(a: np.ndarray) -> flint.fmpq_mat:
+    """The exact rational matrix of a float32/float64 array (1-D arrays become one row)."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    if not np.all(np.isfinite(a)):
+        raise ValueError("non-finite value in an exact matrix")
+    rows, cols = a.shape
+    entries = [flint.fmpq(*float(x).as_integer_ratio()) for x in a.ravel().tolist()]
+    return flint.fmpq_mat(rows, cols, entries)
+
+
+def fmpq_to_fraction(x: flint.fmpq) -> Fraction:
+    return Fraction(int(x.p), int(x.q))
+
+
+def nearest_float(x: flint.fmpq) -> float:
+    """float(p/q) correctly rounded to nearest: CPython's int/int true division guarantees it."""
+    return int(x.p) / int(x.q)
+
+
+def enclose_matrix(m: flint.fmpq_mat) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 arrays lo <= m <= hi entrywise (nearest float, then one ulp outward)."""
+    near = np.array([nearest_float(x) for x in m.entries()], dtype=np.float64)
+    near = near.reshape(m.nrows(), m.ncols())
+    return down(near), up(near)
+
+
+# --- balls -----------------------------------------------------------------------------------
+
+
+def ball(x: flint.fmpq | Fraction | int) -> flint.arb:
+    """An exact ball for a rational (arb holds dyadics; a non-dyadic gets a tiny radius)."""
+    if isinstance(x, int):
+        return flint.arb(x)
+    return flint.arb(int(x.p) if isinstance(x, flint.fmpq) else x.numerator) / (
+        int(x.q) if isinstance(x, flint.fmpq) else x.denominator
+    )
+
+
+def ball_bounds(b: flint.arb) -> tuple[float, float]:
+    """Floats lo <= b <= hi for every point of the ball (outward from arb's endpoints)."""
+    lo, hi = float(b.lower()), float(b.upper())
+    return float(np.nextafter(lo, -INF)), float(np.nextafter(hi, INF))
+
+
+# --- outward-rounded float64 intervals --------------------------------------------------------
+
+
+def down(x: np.ndarray | float) -> np.ndarray:
+    return np.nextafter(x, -INF)
+
+
+def up(x: np.ndarray | float) -> np.ndarray:
+    return np.nextafter(x, INF)
+
+
+def iv_add(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
+    return down(a[0] + b[0]), up(a[1] + b[1])
+
+
+def iv_sub(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
+    return down(a[0] - b[1]), up(a[1] - b[0])
+
+
+def iv_mul(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Interval product: the min/max of the four endpoint products, each rounded outward."""
+    p = (a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1])
+    lo = np.minimum(np.minimum(p[0], p[1]), np.minimum(p[2], p[3]))
+    hi = np.maximum(np.maximum(p[0], p[1]), np.maximum(p[2], p[3]))
+    return down(lo), up(hi)
+
+
+def iv_div_positive(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """a / b for an interval b with b.lo > 0 (callers guarantee positivity)."""
+    if not np.all(np.asarray(b[0]) > 0):
+        raise ValueError("iv_div_positive: divisor interval not certainly positive")
+    q = (a[0] / b[0], a[0] / b[1], a[1] / b[0], a[1] / b[1])
+    lo = np.minimum(np.minimum(q[0], q[1]), np.minimum(q[2], q[3]))
+    hi = np.maximum(np.maximum(q[0], q[1]), np.maximum(q[2], q[3]))
+    return down(lo), up(hi)
