@@ -20,8 +20,11 @@ from certify.model import WEIGHT_KEYS, MaxOfKConfig, weights_sha256
 
 FORMAT = "compact-proofs/certificate"
 FORMAT_VERSION = 1
-_DTYPES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64",
-           np.dtype(np.int64): "int64"}
+_DTYPES = {
+    np.dtype(np.float32): "float32",
+    np.dtype(np.float64): "float64",
+    np.dtype(np.int64): "int64",
+}
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """certify: train Max-of-K models, compute their exact accuracy, emit proof certificates.
 
-    certify train [--k 4] [--d-vocab 64] [--d-model 32] [--seed 123] [--steps 3000] -o MODEL
-    certify accuracy MODEL
-    certify emit MODEL [--strategy NAME] [-o CERT]
-    certify strategies
+certify train [--k 4] [--d-vocab 64] [--d-model 32] [--seed 123] [--steps 3000] -o MODEL
+certify accuracy MODEL
+certify emit MODEL [--strategy NAME] [-o CERT]
+certify strategies
 """
 
 from __future__ import annotations
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"certify: error: {err}", file=sys.stderr)
         return 2
     except (ValueError, OSError) as err:
-        print(f"certify: error: {str(err).splitlines()[0] if str(err) else err!r}",
-              file=sys.stderr)
+        print(f"certify: error: {str(err).splitlines()[0] if str(err) else err!r}", file=sys.stderr)
         return 2
 
 
@@ -59,13 +58,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("--k, --d-vocab, --d-model and --steps must be positive")
     if Path(args.output).suffix not in (".pt", ".pth", ".safetensors"):
         raise ValueError(f"{args.output}: model path must end in .pt or .safetensors")
-    config = MaxOfKConfig(n_ctx=args.k, d_vocab=args.d_vocab, d_model=args.d_model,
-                          d_head=args.d_model)
+    config = MaxOfKConfig(
+        n_ctx=args.k, d_vocab=args.d_vocab, d_model=args.d_model, d_head=args.d_model
+    )
     start = time.perf_counter()
     weights = train(config, seed=args.seed, steps=args.steps)
     save(weights, args.output)
-    print(f"trained K={args.k} d_vocab={args.d_vocab} seed={args.seed} in "
-          f"{time.perf_counter() - start:.1f} s -> {args.output}")
+    print(
+        f"trained K={args.k} d_vocab={args.d_vocab} seed={args.seed} in "
+        f"{time.perf_counter() - start:.1f} s -> {args.output}"
+    )
     return 0
 
 
@@ -78,8 +80,10 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     correct = correct_count(circuits(config, weights), workers=args.workers)
     total = config.d_vocab**config.n_ctx
-    print(f"{correct} of {total} inputs correct: accuracy {correct / total:.6f} "
-          f"({time.perf_counter() - start:.1f} s)")
+    print(
+        f"{correct} of {total} inputs correct: accuracy {correct / total:.6f} "
+        f"({time.perf_counter() - start:.1f} s)"
+    )
     return 0
 
 
@@ -96,8 +100,10 @@ def cmd_emit(args: argparse.Namespace) -> int:
     out = args.output or default_output(args.model, proof.strategy)
     write(build(config, weights, proof), out)
     total = config.d_vocab**config.n_ctx
-    print(f"{proof.strategy}: at least {proof.correct_count} of {total} inputs correct, "
-          f"bound {proof.correct_count / total:.6f} ({seconds:.1f} s) -> {out}")
+    print(
+        f"{proof.strategy}: at least {proof.correct_count} of {total} inputs correct, "
+        f"bound {proof.correct_count / total:.6f} ({seconds:.1f} s) -> {out}"
+    )
     return 0
 
 

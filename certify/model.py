@@ -171,7 +171,8 @@ def _load_torch(path: Path) -> dict[str, np.ndarray]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt or unsafe files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: not a loadable weights-only torch file ({first[:200]})") from None
+        msg = f"{path}: not a loadable weights-only torch file ({first[:200]})"
+        raise ModelError(msg) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):

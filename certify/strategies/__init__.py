@@ -22,9 +22,7 @@ def strategy_names() -> list[str]:
     return [*names, *variant_names(), "best-subcubic"]
 
 
-def prove(
-    name: str, config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits
-) -> Proof:
+def prove(name: str, config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits) -> Proof:
     if name == "brute":
         from certify.strategies.brute import prove as prove_brute
 
