@@ -100,23 +100,18 @@ def exact_correct_count(weights: dict[str, np.ndarray]) -> int:
     c = exact_circuits(weights)
     v, k = weights["embed.W_E"].shape[0], weights["pos_embed.W_pos"].shape[0]
     d_head = weights["blocks.0.attn.W_Q"].shape[-1]
-    count = 0
-    for seq in itertools.product(range(v), repeat=k):
-        q, m = seq[-1], max(seq)
-        sigma = [c["eqke"][q][t] + c["eqkp"][q][i] for i, t in enumerate(seq)]
+    return sum(
+        all(margin_sign(c, seq, x, d_head) > 0 for x in range(v) if x != max(seq))
+        for seq in itertools.product(range(v), repeat=k)
+    )
 
-        def table(i: int, t: int, x: int) -> Fraction:
-            return c["evou"][t][x] + c["pvou"][i][x] + c["eu"][q][x]
 
-        correct = True
-        for x in range(v):
-            if x == m:
-                continue
-            groups: dict[Fraction, Fraction] = defaultdict(Fraction)
-            for i, t in enumerate(seq):
-                groups[sigma[i]] += table(i, t, m) - table(i, t, x)
-            if exact_sign(groups, d_head) <= 0:
-                correct = False
-                break
-        count += correct
-    return count
+def margin_sign(c: dict[str, Matrix], seq: tuple[int, ...], x: int, d_head: int) -> int:
+    """The exact sign of logit[max(seq)] - logit[x] on input ``seq``."""
+    q, m = seq[-1], max(seq)
+    groups: dict[Fraction, Fraction] = defaultdict(Fraction)
+    for i, t in enumerate(seq):
+        sigma = c["eqke"][q][t] + c["eqkp"][q][i]
+        groups[sigma] += c["evou"][t][m] - c["evou"][t][x] + c["pvou"][i][m] - c["pvou"][i][x]
+        groups[sigma] += c["eu"][q][m] - c["eu"][q][x]
+    return exact_sign(groups, d_head)
