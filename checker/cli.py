@@ -3,19 +3,25 @@
     checker verify CERT [--model WEIGHTS.safetensors] [--json] [--time-limit S] [--max-bytes N]
     checker schema
     checker selftest
+
+``verify`` prints one line: the theorem it established, the first claim that failed, or why it
+could not decide (a malformed certificate, the time limit, a broken float environment). With
+``--json`` that line goes to stderr and one result object goes to stdout. No exception becomes a
+verdict: anything unexpected is reported as an error (exit 2), never as verified.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from checker.cost import TimeLimitExceeded, Work
-from checker.format import FormatError, parse, weights_sha256
+from checker.format import DEFAULT_MAX_BYTES, Certificate, FormatError, parse, weights_sha256
 
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
 
@@ -27,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("cert")
     v.add_argument("--model", help="also check the embedded weights are this .safetensors file")
     v.add_argument("--json", action="store_true", help="print one result object on stdout")
-    v.add_argument("--time-limit", type=float, default=None, metavar="S")
-    v.add_argument("--max-bytes", type=int, default=None, metavar="N")
+    v.add_argument("--time-limit", type=_positive(float), default=None, metavar="S")
+    v.add_argument("--max-bytes", type=_positive(int), default=DEFAULT_MAX_BYTES, metavar="N")
     sub.add_parser("schema", help="print the certificate JSON Schema")
     sub.add_parser("selftest", help="check the floating-point environment and the arithmetic")
     args = parser.parse_args(argv)
@@ -42,60 +48,55 @@ def main(argv: list[str] | None = None) -> int:
     return verify(args)
 
 
+def _positive(kind: type) -> Any:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+        return value
+
+    return convert
+
+
 def verify(args: argparse.Namespace) -> int:
+    """Parse, run the strategy's rule, and report. Returns the exit status."""
     from checker.selftest import environment_problem
 
-    problem = environment_problem()
-    result: dict[str, Any] = {"verdict": "error", "strategy": None, "model_sha256": None,
-                              "claimed_count": None, "verified_count": None, "total": None,
-                              "bound": None, "bound_decimal": None, "flops": 0, "seconds": 0.0,
-                              "failed_claim": None}
-    work = Work(args.time_limit, progress=not args.json and sys.stderr.isatty())
+    keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
+    result = {"verdict": "error", **dict.fromkeys((*keys, "total", "bound", "bound_decimal"))}
+    result["failed_claim"] = None
+    work = Work(args.time_limit, progress=sys.stderr.isatty())
     status = UNUSABLE
     try:
-        if problem:
+        if problem := environment_problem():
             raise FormatError(f"unsafe floating-point environment: {problem}")
         cert = _read(args)
-        result.update(strategy=cert.strategy, model_sha256=cert.model_sha256,
-                      claimed_count=str(cert.claimed_count), total=str(cert.total))
-        from checker.rules import rule_for
-
-        rule = rule_for(cert.strategy)
-        if rule is None:
-            raise FormatError(f"strategy.name: unknown strategy {cert.strategy!r}")
-        outcome = rule(cert, work)
-        result.update(outcome.report)
-        result["verified_count"] = str(outcome.verified_count)
-        failed = outcome.failed
-        if failed is None and outcome.verified_count < cert.claimed_count:
-            failed = (f"claim.correct_count: claimed {cert.claimed_count} but only "
-                      f"{outcome.verified_count} inputs were proved correct")
-        if failed is None:
-            bound = Fraction(cert.claimed_count, cert.total)
-            result.update(verdict="verified", bound=f"{bound.numerator}/{bound.denominator}",
-                          bound_decimal=f"{float(bound):.6f}")
-            status = VERIFIED
-        else:
-            result.update(verdict="rejected", failed_claim=failed)
-            status = REJECTED
+        work.tick()
+        c = cert.config
+        result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
+        result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
+        status = _check(cert, work, result)
     except FormatError as e:
         result["failed_claim"] = str(e)
     except TimeLimitExceeded as e:
         result["failed_claim"] = f"no verdict: {e}"
     except MemoryError:
         result["failed_claim"] = "no verdict: out of memory"
-    result["flops"] = work.flops
-    result["seconds"] = round(work.seconds(), 3)
+    except Exception as e:  # a checker bug must never turn into a verdict
+        result["failed_claim"] = f"no verdict: internal error {type(e).__name__}: {e}"
+    result["failed_claim"] = result["failed_claim"] and " ".join(result["failed_claim"].split())
+    result.update(flops=work.flops, seconds=round(work.seconds(), 3))
     _report(result, args.json)
     return status
 
 
-def _read(args: argparse.Namespace):
+def _read(args: argparse.Namespace) -> Certificate:
     try:
-        data = Path(args.cert).read_bytes()
+        with open(args.cert, "rb") as f:
+            data = f.read(args.max_bytes + 1)  # never read more than the limit allows
     except OSError as e:
         raise FormatError(f"{args.cert}: cannot read ({e.strerror})") from None
-    cert = parse(data) if args.max_bytes is None else parse(data, args.max_bytes)
+    cert = parse(data, args.max_bytes)
     if args.model:
         from checker.safetensors import read_weights
 
@@ -104,25 +105,49 @@ def _read(args: argparse.Namespace):
     return cert
 
 
+def _check(cert: Certificate, work: Work, result: dict[str, Any]) -> int:
+    from checker.rules import rule_for
+
+    rule = rule_for(cert.strategy)
+    if rule is None:
+        raise FormatError(f"strategy.name: no rule for strategy {cert.strategy!r}")
+    outcome = rule(cert, work)
+    result.update(outcome.report, verified_count=str(outcome.verified_count))
+    failed = outcome.failed
+    if failed is None and outcome.verified_count < cert.claimed_count:
+        failed = (
+            f"claim.correct_count: claimed {cert.claimed_count} but only "
+            f"{outcome.verified_count} inputs were proved correct"
+        )
+    if failed is not None:
+        result.update(verdict="rejected", failed_claim=failed)
+        return REJECTED
+    bound = Fraction(cert.claimed_count, cert.total)
+    decimal = math.floor(bound * 10**6)  # rounded down: the decimal never overstates the bound
+    result.update(
+        verdict="verified",
+        bound=f"{bound.numerator}/{bound.denominator}",
+        bound_decimal=f"{decimal // 10**6}.{decimal % 10**6:06d}",
+    )
+    return VERIFIED
+
+
 def _report(result: dict[str, Any], as_json: bool) -> None:
+    r = result
+    if r["verdict"] == "verified":
+        line = (
+            f"VERIFIED: at least {r['claimed_count']} of the {r['d_vocab']}^{r['n_ctx']} = "
+            f"{r['total']} inputs are classified correctly by the Max-of-{r['n_ctx']} model "
+            f"(d_vocab {r['d_vocab']}) with weights sha256 {r['model_sha256']}; accuracy >= "
+            f"{r['bound']} ≈ {r['bound_decimal']} ({r['strategy']}, "
+            f"{r['verified_count']} proved, {r['flops']:,} FLOPs, {r['seconds']} s)"
+        )
+    else:
+        line = f"{'REJECTED' if r['verdict'] == 'rejected' else 'ERROR'}: {r['failed_claim']}"
     if as_json:
         print(json.dumps(result))
-        return
-    if result["verdict"] == "verified":
-        print(f"VERIFIED: at least {result['verified_count']} of {result['total']} inputs "
-              f"(claimed {result['claimed_count']}) are classified correctly by the model with "
-              f"weights sha256 {result['model_sha256']}; bound {result['bound']} ≈ "
-              f"{result['bound_decimal']} ({result['strategy']}, {result['flops']:,} FLOPs, "
-              f"{result['seconds']} s)")
-    elif result["verdict"] == "rejected":
-        print(f"REJECTED: {result['failed_claim']}")
-    else:
-        print(f"ERROR: {result['failed_claim']}")
-
-
-def entry() -> None:
-    sys.exit(main())
+    print(line, file=sys.stderr if as_json else sys.stdout)
 
 
 if __name__ == "__main__":
-    entry()
+    sys.exit(main())

@@ -1,8 +1,11 @@
 """Strict parsing of certificates (docs/format.md): bytes -> a typed ``Certificate`` or one error.
 
 Every failure raises ``FormatError`` with a one-line message naming the field; the CLI prints it
-and exits 2. Nothing here trusts the certificate: sizes are limited before decoding, numbers are
-decoded exactly, weights are checked for shape and finiteness, and the model hash is recomputed.
+and exits 2. Nothing here trusts the certificate: the size is limited before decoding, nesting
+is bounded, JSON constants (NaN, Infinity), float literals and duplicate keys are refused, the
+document is validated against ``schema.json`` (by ``validate``, a small validator for the subset
+of JSON Schema that file uses), numbers are decoded exactly, weights are checked for shape and
+finiteness, and the model hash is recomputed from the weights.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,20 +30,14 @@ MAX_NUMBER_CHARS = 4096
 WEIGHT_KEYS = (
     "embed.W_E",
     "pos_embed.W_pos",
-    "blocks.0.attn.W_Q",
-    "blocks.0.attn.W_K",
-    "blocks.0.attn.W_V",
-    "blocks.0.attn.W_O",
-    "blocks.0.attn.b_Q",
-    "blocks.0.attn.b_K",
-    "blocks.0.attn.b_V",
-    "blocks.0.attn.b_O",
+    *(f"blocks.0.attn.{w}" for w in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")),
     "unembed.W_U",
     "unembed.b_U",
 )
+SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text())
 _DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8"}
 _RATIONAL = re.compile(r"-?(0|[1-9][0-9]*)(/[1-9][0-9]*)?")
-_HEXFLOAT = re.compile(r"-?0x[01]\.[0-9a-f]{0,13}p[+-]?[0-9]{1,4}")
+_HEXFLOAT = re.compile(r"(-?)0x([01])\.([0-9a-f]{0,13})p([+-]?[0-9]{1,4})")
 _INTEGER = re.compile(r"(0|[1-9][0-9]*)")
 
 
@@ -56,14 +54,9 @@ class Config:
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         v, k, d, h = self.d_vocab, self.n_ctx, self.d_model, self.d_head
-        return dict(
-            zip(
-                WEIGHT_KEYS,
-                [(v, d), (k, d), (1, d, h), (1, d, h), (1, d, h), (1, h, d),
-                 (1, h), (1, h), (1, h), (d,), (d, v), (v,)],
-                strict=True,
-            )
-        )
+        qkv, bias = (1, d, h), (1, h)
+        dims = [(v, d), (k, d), qkv, qkv, qkv, (1, h, d), bias, bias, bias, (d,), (d, v), (v,)]
+        return dict(zip(WEIGHT_KEYS, dims, strict=True))
 
 
 @dataclass(frozen=True)
@@ -83,45 +76,42 @@ class Certificate:
 
 
 def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
+    """Parse and check a whole certificate; everything a rule reads has been validated."""
     if len(data) > max_bytes:
         raise FormatError(f"certificate is {len(data)} bytes, over the limit of {max_bytes}")
     doc = load_json(data)
-    if not isinstance(doc, dict):
-        raise FormatError("certificate: top level must be an object")
-    _expect(doc, "format", FORMAT)
-    _expect(doc, "format_version", FORMAT_VERSION)
-    model = field(doc, "model", dict)
-    config = Config(*(positive_int(model, k) for k in ("n_ctx", "d_vocab", "d_model", "d_head")))
-    weights_doc = field(model, "weights", dict)
-    extra = sorted(set(weights_doc) - set(WEIGHT_KEYS))
-    if extra:
-        raise FormatError(f"model.weights: unexpected key {extra[0]!r}")
-    weights = {}
-    for key, shape in config.shapes().items():
-        arr = decode_array(field(weights_doc, key, dict), f"model.weights.{key}", shape)
-        if arr.dtype != np.float32:
-            raise FormatError(f"model.weights.{key}: dtype must be float32")
-        weights[key] = arr
+    version = doc.get("format_version", FORMAT_VERSION) if isinstance(doc, dict) else None
+    if version is not None and not _same(version, FORMAT_VERSION):
+        raise FormatError(
+            f"format_version: unsupported version {str(version)[:20]}; "
+            f"this checker reads version {FORMAT_VERSION}"
+        )
+    validate(doc, SCHEMA)
+    model, claim = doc["model"], doc["claim"]
+    config = Config(*(model[k] for k in ("n_ctx", "d_vocab", "d_model", "d_head")))
+    weights = {
+        key: decode_array(model["weights"][key], f"model.weights.{key}", shape)
+        for key, shape in config.shapes().items()
+    }
     sha = weights_sha256(weights)
-    if "sha256" in model and model["sha256"] != sha:
-        raise FormatError("model.sha256 does not match the embedded weights")
-    strategy = field(doc, "strategy", dict)
-    claim = field(doc, "claim", dict)
-    claimed = decode_integer(field(claim, "correct_count", str), "claim.correct_count")
+    if model["sha256"] != sha:
+        raise FormatError("model.sha256: does not match the embedded weights")
     total = config.d_vocab**config.n_ctx
-    if "total" in claim and decode_integer(claim["total"], "claim.total") != total:
-        raise FormatError(f"claim.total must be d_vocab^n_ctx = {total}")
+    if decode_integer(claim["total"], "claim.total") != total:
+        raise FormatError(f"claim.total: must be d_vocab^n_ctx = {total}")
+    claimed = decode_integer(claim["correct_count"], "claim.correct_count")
     if claimed > total:
-        raise FormatError(f"claim.correct_count {claimed} exceeds the {total} inputs")
+        raise FormatError(f"claim.correct_count: {claimed} exceeds the {total} inputs")
+    strategy = doc["strategy"]
     return Certificate(
-        config=config,
-        weights=weights,
-        model_sha256=sha,
-        strategy=field(strategy, "name", str),
-        options=strategy.get("options", {}),
-        witnesses=field(doc, "witnesses", dict) if "witnesses" in doc else {},
-        lemmas=field(doc, "lemmas", dict) if "lemmas" in doc else {},
-        claimed_count=claimed,
+        config,
+        weights,
+        sha,
+        strategy["name"],
+        strategy["options"],
+        doc["witnesses"],
+        doc["lemmas"],
+        claimed,
     )
 
 
@@ -131,84 +121,127 @@ def load_json(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError("certificate is not UTF-8 text") from None
-    _check_depth(text)
 
-    def no_constants(name: str) -> Any:
+    def no_constant(name: str) -> Any:
         raise FormatError(f"certificate contains {name}; numbers must be strings")
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
-                raise FormatError(f"duplicate key {k!r}")
+                raise FormatError(f"duplicate key {k[:40]!r}")
             out[k] = v
         return out
 
     def small_int(s: str) -> int:
         if len(s) > 18:
-            raise FormatError("integer literal too long; large numbers must be strings")
+            raise FormatError(f"integer literal {s[:20]}... too long; numbers must be strings")
         return int(s)
 
     def no_float(s: str) -> Any:
         raise FormatError(f"float literal {s[:20]} not allowed; numbers must be strings")
 
     try:
-        return json.loads(
+        doc = json.loads(
             text,
             object_pairs_hook=unique,
-            parse_constant=no_constants,
+            parse_constant=no_constant,
             parse_int=small_int,
             parse_float=no_float,
         )
     except json.JSONDecodeError as e:
         raise FormatError(f"certificate is not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
-        raise FormatError("certificate nests too deeply") from None
+        raise FormatError(f"certificate nests deeper than {MAX_DEPTH} levels") from None
+    _check_depth(doc, 0)
+    return doc
 
 
-def _check_depth(text: str) -> None:
-    """Reject nesting deeper than MAX_DEPTH before json.loads (brackets in strings ignored)."""
-    depth, in_string, escaped = 0, False, False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_DEPTH:
-                raise FormatError(f"certificate nests deeper than {MAX_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
+def _check_depth(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise FormatError(f"certificate nests deeper than {MAX_DEPTH} levels")
+    children = value.values() if isinstance(value, dict) else value
+    for child in children if isinstance(value, dict | list) else ():
+        _check_depth(child, depth + 1)
 
 
-# --- field access and exact decoding ----------------------------------------------------------
+# --- schema validation (the subset of JSON Schema 2020-12 that schema.json uses) --------------
+
+_TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
+_KEYWORDS = {
+    "$schema",
+    "$id",
+    "$defs",
+    "$ref",
+    "title",
+    "description",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "const",
+    "enum",
+    "pattern",
+    "maxLength",
+    "items",
+    "minItems",
+    "maxItems",
+    "minimum",
+    "maximum",
+}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b  # JSON equality: true is not 1
+
+
+def validate(value: Any, schema: dict[str, Any], where: str = "") -> None:
+    """Raise FormatError naming the first place where ``value`` does not conform to ``schema``."""
+    name = where or "certificate"
+    if unknown := set(schema) - _KEYWORDS:
+        raise FormatError(f"schema uses unsupported keyword {sorted(unknown)[0]}")
+    if "$ref" in schema:
+        return validate(value, SCHEMA["$defs"][schema["$ref"].removeprefix("#/$defs/")], where)
+    kind = schema.get("type")
+    is_int = type(value) is int  # a JSON true is not the integer 1
+    if kind and not (is_int if kind == "integer" else isinstance(value, _TYPES[kind])):
+        raise FormatError(f"{name}: must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}")
+    if "const" in schema and not _same(value, schema["const"]):
+        raise FormatError(f"{name}: must be {json.dumps(schema['const'])}")
+    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+        raise FormatError(f"{name}: must be one of {json.dumps(schema['enum'])}")
+    if isinstance(value, str) and len(value) > schema.get("maxLength", len(value)):
+        raise FormatError(f"{name}: longer than {schema['maxLength']} characters")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        raise FormatError(f"{name}: {value[:30]!r} is not of the expected form")
+    if is_int and not schema.get("minimum", value) <= value <= schema.get("maximum", value):
+        raise FormatError(f"{name}: must be in {schema.get('minimum')}..{schema.get('maximum')}")
+    if isinstance(value, list):
+        if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
+            raise FormatError(f"{name}: wrong number of items ({len(value)})")
+        for i, item in enumerate(value):
+            validate(item, schema.get("items", {}), f"{name}[{i}]")
+    if isinstance(value, dict):
+        for key in schema.get("required", ()):
+            if key not in value:
+                raise FormatError(f"{where + '.' if where else ''}{key}: missing")
+        props, extra = schema.get("properties", {}), schema.get("additionalProperties", {})
+        for key, item in value.items():
+            if key not in props and extra is False:
+                raise FormatError(f"{name}: unexpected key {key[:40]!r}")
+            validate(item, props.get(key, extra or {}), f"{where + '.' if where else ''}{key}")
+
+
+# --- field access and exact decoding (also used by the rules) ---------------------------------
 
 
 def field(obj: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
-    if key not in obj:
-        raise FormatError(f"missing field {where + key!r}")
+    if not isinstance(obj, dict) or key not in obj:
+        raise FormatError(f"{where + key}: missing")
     value = obj[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FormatError(f"field {where + key!r} must be {kind.__name__}")
+        raise FormatError(f"{where + key}: must be {kind.__name__}")
     return value
-
-
-def positive_int(obj: dict[str, Any], key: str) -> int:
-    value = field(obj, key, int)
-    if not 1 <= value <= 4096:
-        raise FormatError(f"field {key!r} must be an integer in 1..4096")
-    return value
-
-
-def _expect(obj: dict[str, Any], key: str, value: Any) -> None:
-    if obj.get(key) != value:
-        raise FormatError(f"field {key!r} must be {value!r}, got {str(obj.get(key))[:40]!r}")
 
 
 def decode_integer(s: Any, where: str) -> int:
@@ -218,39 +251,37 @@ def decode_integer(s: Any, where: str) -> int:
 
 
 def decode_number(s: Any, where: str) -> Fraction:
-    """An exact number: a rational "p/q" (or integer "p") or an exact hex float "0x1.8p+3"."""
+    """An exact number: a rational "p/q" (or integer "p") or an exact hex float "0x1.8p+3".
+
+    A hex float denotes its exact value sign * (lead.frac)_16 * 2^exp, decoded with integers
+    (never through ``float``, which would round or overflow).
+    """
     if not isinstance(s, str) or len(s) > MAX_NUMBER_CHARS:
         raise FormatError(f"{where}: expected a number string")
     if _RATIONAL.fullmatch(s):
         return Fraction(s)
-    if _HEXFLOAT.fullmatch(s):
-        return Fraction(float.fromhex(s))
+    if m := _HEXFLOAT.fullmatch(s):
+        sign, lead, frac, exp = m.groups()
+        value = int(lead + frac, 16) * Fraction(2) ** (int(exp) - 4 * len(frac))
+        return -value if sign else value
     raise FormatError(f"{where}: {s[:30]!r} is not a rational 'p/q' or a hex float")
 
 
 def decode_array(obj: Any, where: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """A little-endian base64 array {"dtype", "shape", "data"}; float values must be finite."""
-    if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "data"}:
-        raise FormatError(f"{where}: expected an object with exactly dtype, shape, data")
-    dtype = obj["dtype"]
-    if dtype not in _DTYPES:
-        raise FormatError(f"{where}.dtype: must be one of {sorted(_DTYPES)}")
-    dims = obj["shape"]
-    if not isinstance(dims, list) or not all(
-        isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= 2**20 for n in dims
-    ):
-        raise FormatError(f"{where}.shape: must be a list of integers in 0..2^20")
+    validate(obj, SCHEMA["$defs"]["array"], where)
+    dtype, dims, data = obj["dtype"], obj["shape"], obj["data"]
     if shape is not None and tuple(dims) != tuple(shape):
         raise FormatError(f"{where}.shape: is {dims}, expected {list(shape)}")
-    itemsize = np.dtype(_DTYPES[dtype]).itemsize
-    size = int(np.prod(dims, dtype=object)) if dims else 1
-    data = obj["data"]
-    if not isinstance(data, str) or len(data) != 4 * ((size * itemsize + 2) // 3):
+    nbytes = int(np.prod(dims, dtype=object)) * np.dtype(_DTYPES[dtype]).itemsize
+    if len(data) != 4 * ((nbytes + 2) // 3):
         raise FormatError(f"{where}.data: length does not match shape {dims} and dtype {dtype}")
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise FormatError(f"{where}.data: invalid base64") from None
+    if len(raw) != nbytes:
+        raise FormatError(f"{where}.data: decodes to {len(raw)} bytes, expected {nbytes}")
     arr = np.frombuffer(raw, dtype=_DTYPES[dtype]).reshape(dims)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise FormatError(f"{where}: contains NaN or infinity")

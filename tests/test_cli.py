@@ -1,0 +1,160 @@
+"""The `checker` command line: exit statuses, one-line messages, --json, --model, limits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from certify.model import load, save
+from checker.format import SCHEMA
+from tests.certgen import ROOT, brute_doc, dumps, run_checker, tiny_weights, verify_bytes
+
+JSON_KEYS = {
+    "verdict",
+    "strategy",
+    "model_sha256",
+    "claimed_count",
+    "verified_count",
+    "total",
+    "bound",
+    "bound_decimal",
+    "flops",
+    "seconds",
+    "failed_claim",
+}
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return brute_doc(tiny_weights())
+
+
+@pytest.fixture
+def brute_rule() -> None:
+    pytest.importorskip("checker.rules.brute")
+
+
+def one_line(text: str) -> str:
+    lines = text.splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+def test_schema_command_prints_the_schema() -> None:
+    status, out, _ = run_checker("schema")
+    assert status == 0 and json.loads(out) == SCHEMA
+
+
+@pytest.mark.usefixtures("brute_rule")
+def test_verified_prints_the_theorem(doc: dict[str, Any], tmp_path: Path) -> None:
+    status, out, _ = verify_bytes(dumps(doc), tmp_path)
+    line = one_line(out)
+    assert status == 0 and line.startswith("VERIFIED: at least 10 of the 4^2 = 16 inputs")
+    assert doc["model"]["sha256"] in line and "5/8" in line and "0.625000" in line
+
+
+@pytest.mark.usefixtures("brute_rule")
+def test_json_is_one_object_on_stdout(doc: dict[str, Any], tmp_path: Path) -> None:
+    status, out, err = verify_bytes(dumps(doc), tmp_path, "--json")
+    result = json.loads(one_line(out))
+    assert status == 0 and set(result) >= JSON_KEYS
+    assert result["verdict"] == "verified" and result["strategy"] == "brute"
+    assert (result["claimed_count"], result["total"], result["bound"]) == ("10", "16", "5/8")
+    assert int(result["verified_count"]) >= 10 and result["bound_decimal"] == "0.625000"
+    assert result["failed_claim"] is None and result["flops"] > 0
+    assert result["model_sha256"] == doc["model"]["sha256"]
+    assert one_line(err).startswith("VERIFIED")
+
+
+@pytest.mark.usefixtures("brute_rule")
+def test_claim_plus_one_is_rejected(doc: dict[str, Any], tmp_path: Path) -> None:
+    bad = {**doc, "claim": {**doc["claim"], "correct_count": "11"}}
+    status, out, _ = verify_bytes(dumps(bad), tmp_path)
+    assert status == 1 and one_line(out).startswith("REJECTED: ")
+    status, out, _ = verify_bytes(dumps(bad), tmp_path, "--json")
+    result = json.loads(out)
+    assert status == 1 and result["verdict"] == "rejected" and result["failed_claim"]
+    assert result["bound"] is None
+
+
+@pytest.mark.parametrize(
+    ("tamper", "match"),
+    [
+        (lambda b: b[: len(b) // 2], "not valid JSON"),
+        (lambda b: b.replace(b'"lemmas": {}', b'"lemmas": {}, "lemmas": {}'), "duplicate key"),
+        (lambda b: b.replace(b'"n_ctx": 2', b'"n_ctx": NaN'), "NaN"),
+        (lambda b: b.replace(b'"format_version": 1', b'"format_version": 2'), "format_version"),
+        (lambda b: b"\xff" + b, "UTF-8"),
+    ],
+)
+def test_tampered_file_is_unusable(doc: dict[str, Any], tmp_path: Path, tamper, match) -> None:
+    data = tamper(dumps(doc))
+    assert data != dumps(doc)
+    status, out, _ = verify_bytes(data, tmp_path)
+    assert status == 2 and match in one_line(out) and out.startswith("ERROR: ")
+    status, out, err = verify_bytes(data, tmp_path, "--json")
+    result = json.loads(one_line(out))
+    assert status == 2 and set(result) >= JSON_KEYS and result["verdict"] == "error"
+    assert match in result["failed_claim"] and one_line(err).startswith("ERROR")
+
+
+def test_unreadable_and_oversized_inputs(doc: dict[str, Any], tmp_path: Path) -> None:
+    status, out, _ = run_checker("verify", str(tmp_path / "missing.json"))
+    assert status == 2 and "cannot read" in one_line(out)
+    status, out, _ = verify_bytes(dumps(doc), tmp_path, "--max-bytes", "100")
+    assert status == 2 and "over the limit of 100" in one_line(out)
+
+
+@pytest.mark.parametrize(
+    "flag", [["--time-limit", "-1"], ["--time-limit", "nan"], ["--max-bytes", "0"]]
+)
+def test_bad_options_are_usage_errors(flag: list[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as e:
+        run_checker("verify", str(tmp_path / "c.json"), *flag)
+    assert e.value.code == 2
+
+
+def test_model_option_checks_the_weights(doc: dict[str, Any], tmp_path: Path) -> None:
+    other = tiny_weights()
+    other["unembed.b_U"][0] = np.float32(0.5)
+    save(other, tmp_path / "other.safetensors")
+    status, out, _ = verify_bytes(
+        dumps(doc), tmp_path, "--model", str(tmp_path / "other.safetensors")
+    )
+    assert status == 2 and "weights differ" in one_line(out)
+    save(tiny_weights(), tmp_path / "same.safetensors")
+    pytest.importorskip("checker.rules.brute")
+    status, out, _ = verify_bytes(
+        dumps(doc), tmp_path, "--model", str(tmp_path / "same.safetensors")
+    )
+    assert status == 0, out
+
+
+@pytest.mark.usefixtures("brute_rule")
+def test_time_limit_stops_without_a_verdict(tmp_path: Path) -> None:
+    """A Max-of-4 (v 64) brute-force certificate cannot be checked in a millisecond."""
+    _, weights = load(ROOT / "certificates" / "models" / "max4_seed123.safetensors")
+    data = dumps(brute_doc(weights))
+    for flags in ([], ["--json"]):
+        status, out, _ = verify_bytes(data, tmp_path, "--time-limit", "0.001", *flags)
+        assert status == 2 and "time limit" in one_line(out)
+        assert "VERIFIED" not in out and "REJECTED" not in out
+
+
+def test_module_entry_point_exit_status(doc: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "cut.json"
+    path.write_bytes(dumps(doc)[:100])
+    proc = subprocess.run(
+        [sys.executable, "-m", "checker.cli", "verify", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and one_line(proc.stdout).startswith("ERROR: ")
+    assert "Traceback" not in proc.stderr
