@@ -1,0 +1,212 @@
+"""The cubic proof (paper-notes §3.2): one sound check per (query q, max m, copies c, token k').
+
+Cases. Split the inputs by max m, query q = t_{k-1} <= m, and c = the number of the k-1
+non-query positions holding a token < m (the others hold m). If q < m then c <= k-2 (some
+non-query position holds m). Lemma (q, m, c), c >= 1, claims: at least N = proved[q,m,c] tokens
+k' < m have "wrong-logit bound <= -margin[q,m,c] < 0" for every arrangement of c copies of k'
+(the pure inputs of the case). For c = 0 there is one input (m, .., m, q) and N is 0 or 1.
+
+Per-slot bound. With w_i = exp((EQKE[q,t_i] + EQKP[q,i]) / s) > 0, Z = sum_i w_i, a_i = w_i / Z,
+centre every path at column m (X_c[., x] = X[., x] - X[., m]) and, for x != m,
+    logit[x] - logit[m] = EU_c[q,x] + sum_i a_i (EVOU_c[t_i,x] + PVOU_c[i,x])
+                       <= sum_i a_i g(t_i),    g(t) = EU*[q] + F[t],                        (1)
+    EU*[q] = max_{x!=m} EU_c[q,x],   F[t] = max_{x!=m} (EVOU_c[t,x] + PVOU*[x]),
+    PVOU*[x] = max_p PVOU_c[p,x],
+using sum_i a_i = 1 and max of a sum <= sum of maxes. PVOU and EU are pessimised independently
+of the tokens, so the bound is a sum of per-slot terms. Hence "bound <= -margin" follows from
+    S := sum_i w_i (g(t_i) + margin) <= 0,   w_i = alpha(t_i) beta_i,                       (2)
+alpha(t) = exp(EQKE[q,t] / s), beta_i = exp(EQKP[q,i] / s) (each scaled by a per-q constant,
+which does not change the sign of S). S is linear in X = sum of beta over the m-slots: with
+T = sum of the k-1 non-query beta, S = X h(m) + (T - X) h(k') + beta_q h(q), h(t) =
+alpha(t)(g(t) + margin). Every arrangement's X lies between X_A (m in the k-1-c slots of
+smallest EQKP, an exact sort) and X_B (largest), so S <= max(S_A, S_B): two evaluations cover
+every arrangement.
+
+Mixed inputs (the mediant argument). Take an input of the case whose non-max, non-query
+positions J (|J| = c) hold tokens that each belong to the N proved tokens of lemma (q, m, c).
+In (2) the slot i in J contributes beta_i h(t_i). Let t* be the token of J maximising h(t_i).
+Replacing every t_i (i in J) by t* raises each of these terms (beta_i > 0), and the result is
+the pure input with c copies of t* in exactly the slots J, for which S <= 0 was verified.
+So S <= 0 for the mixed input too, its bound is <= -margin < 0 and it is classified correctly.
+This is why PVOU and EU must not depend on the tokens: the term of slot i depends on t_i only.
+
+Count. Lemma (q, m, c >= 1) covers C(k-1, c) N^c inputs (positions of the c slots, a proved
+token in each); lemma (q, m, 0) covers N. The cases partition {0..v-1}^k: for each m the q = m
+cases give sum_c C(k-1,c) m^c = (m+1)^(k-1) inputs, each q < m gives (m+1)^(k-1) - m^(k-1).
+
+For c = 0 the input is fixed and (1) is used without splitting the max over x: with
+W_m = alpha(m) T and W_q = alpha(q) beta_q it checks, for every x != m,
+    W_m (EU_c[q,x] + PVOU*[x] + EVOU_c[m,x] + margin) + W_q (EU_c[q,x] + PVOU*[x] + EVOU_c[q,x]
+    + margin) <= 0.
+
+Soundness of the arithmetic. Circuits are exact (checker.circuits); alpha and beta are arb
+balls turned into float intervals [lo, hi] with lo >= 0; EVOU, PVOU, EU are enclosed by one ulp
+around their nearest floats. All later values are upper bounds only, each + - x rounded up
+with ``up`` (one ulp outward covers round-to-nearest, arith.py). A product w y with true w >= 0
+in [lo, hi] and true y <= y_hi is bounded by up(max(lo y_hi, hi y_hi)) (linear in w). A lemma
+holds only if the rounded-up S_A and S_B are <= 0.
+"""
+
+from __future__ import annotations
+
+from math import comb
+from typing import NamedTuple
+
+import flint
+import numpy as np
+
+from checker.arith import ball, ball_bounds, down, enclose_matrix, up
+from checker.circuits import Weights
+from checker.cost import Work
+from checker.format import Certificate, FormatError, decode_array, field
+from checker.rules import RuleResult
+
+Interval = tuple[np.ndarray, np.ndarray]
+
+
+class Tables(NamedTuple):
+    """Float enclosures of what every case reads: exps [q, t] / [q, p], extreme sums, circuits."""
+
+    alpha: Interval
+    beta: Interval
+    asc: Interval
+    desc: Interval
+    evou: Interval
+    pvou: Interval
+    eu: Interval
+
+
+def check(cert: Certificate, work: Work) -> RuleResult:
+    v, k = cert.config.d_vocab, cert.config.n_ctx
+    if v < 2:
+        raise FormatError("strategy cubic needs d_vocab >= 2")
+    proved, margin = read_lemmas(cert, v, k)
+    w = Weights(cert, work)
+    eqkp = w.eqkp()
+    alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke(), eqkp))
+    circuits = (enclose_matrix(x) for x in (w.evou(), w.pvou(), w.eu()))
+    tables = Tables(alpha, beta, *extreme_sums(eqkp, beta, work), *circuits)
+    for m in range(v):
+        work.tick("cubic: max token", m, v)
+        counts = count_at(m, k, margin, tables, work)
+        bad = np.argwhere(proved[:, m, :] > counts)
+        if len(bad):
+            q, c = (int(i) for i in bad[0])
+            n, bound = proved[q, m, c], margin[q, m, c].hex()
+            why = f"only {counts[q, c]} of the claimed {n} have wrong-logit bound <= -{bound}"
+            return RuleResult(0, failed=f"lemmas (q={q}, m={m}, c={c}): {why}")
+    dims = 3 * v * v + 2 * k * v  # EU, EQKE, EVOU (v^2 each); PVOU, EQKP (kv each)
+    return RuleResult(count_covered(proved, k), report={"unexplained_dims": dims})
+
+
+def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``proved`` (int64) and ``margin`` (float64), both [q, m, c]; shapes and ranges checked."""
+    proved = decode_array(field(cert.lemmas, "proved", dict), "lemmas.proved", (v, v, k))
+    margin = decode_array(field(cert.lemmas, "margin", dict), "lemmas.margin", (v, v, k))
+    if proved.dtype != np.int64 or margin.dtype != np.float64:
+        raise FormatError("lemmas: proved must be int64 and margin float64")
+    if np.any(proved < 0) or np.any(proved > case_limits(v, k)):
+        raise FormatError("lemmas.proved: a count is negative or exceeds its case's tokens")
+    if np.any((proved > 0) != (margin > 0)) or np.any(margin < 0):
+        raise FormatError("lemmas.margin: must be > 0 where proved > 0 and 0 elsewhere")
+    return proved, margin
+
+
+def case_limits(v: int, k: int) -> np.ndarray:
+    """[q, m, c]: the most tokens lemma (q, m, c) can prove (0 for cases that do not exist)."""
+    q, m, c = np.ogrid[:v, :v, :k]
+    exists = (q == m) | ((q < m) & (c <= k - 2))
+    return np.where(exists, np.where(c == 0, 1, m), 0)
+
+
+def count_covered(proved: np.ndarray, k: int) -> int:
+    """Exact count of the inputs the lemmas cover: sum of N (c = 0) and C(k-1, c) N^c."""
+    total = int(proved[:, :, 0].sum())
+    for c in range(1, k):
+        hist = np.bincount(proved[:, :, c].ravel())
+        total += comb(k - 1, c) * sum(int(n) ** c * int(h) for n, h in enumerate(hist) if h)
+    return total
+
+
+def exp_scaled(scores: flint.fmpq_mat, d_head: int, work: Work) -> Interval:
+    """Float enclosures of exp((scores[q, j] - max_j scores[q, j]) / sqrt(d_head)), via arb."""
+    inv_s = 1 / flint.arb(d_head).sqrt()
+    rows, cols = scores.nrows(), scores.ncols()
+    entries = scores.entries()
+    lo, hi = np.empty(rows * cols), np.empty(rows * cols)
+    for r in range(rows):
+        row = entries[r * cols : (r + 1) * cols]
+        top = max(row)
+        for j, x in enumerate(row):
+            lo[r * cols + j], hi[r * cols + j] = ball_bounds((ball(x - top) * inv_s).exp())
+    work.add(4 * rows * cols)
+    return np.maximum(lo, 0.0).reshape(rows, cols), hi.reshape(rows, cols)
+
+
+def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Interval, Interval]:
+    """asc[q, n] / desc[q, n]: the sum of the n smallest / largest non-query beta[q, .].
+
+    Positions are sorted by their exact EQKP (exp is increasing, so this is beta's exact
+    order; equal scores give equal beta). Sums are accumulated with outward rounding."""
+    v, k = eqkp.nrows(), eqkp.ncols()
+    entries = eqkp.entries()
+    rows = [sorted(range(k - 1), key=lambda i, r=r: entries[r * k + i]) for r in range(v)]
+    order = np.array(rows, dtype=np.int64).reshape(v, k - 1)
+    work.add(v * max(k - 2, 0))  # checking a sort of k-1 values: k-2 comparisons
+    sums = []
+    for idx in (order, order[:, ::-1]):
+        lo, hi = (np.take_along_axis(b, idx, axis=1) for b in beta)
+        acc_lo, acc_hi = [np.zeros(len(lo))], [np.zeros(len(lo))]
+        for n in range(k - 1):
+            acc_lo.append(np.maximum(down(acc_lo[-1] + lo[:, n]), 0.0))
+            acc_hi.append(up(acc_hi[-1] + hi[:, n]))
+        sums.append((np.stack(acc_lo, axis=1), np.stack(acc_hi, axis=1)))
+        work.add(4 * lo.size)
+    return sums[0], sums[1]
+
+
+def up_mul(w: Interval, y_hi: np.ndarray) -> np.ndarray:
+    """An upper bound on w y for every true w >= 0 in [w_lo, w_hi] and true y <= y_hi."""
+    return up(np.maximum(w[0] * y_hi, w[1] * y_hi))
+
+
+def count_at(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> np.ndarray:
+    """counts[q, c]: how many k' < m (c >= 1), or whether the input (c = 0), certainly meet
+    lemma (q, m, c)'s margin. Rows and columns of cases that do not exist are meaningless."""
+    alpha, beta, asc, desc, evou, pvou, eu = t
+    v = eu[0].shape[0]
+    x = np.arange(v) != m  # the wrong tokens
+    q = np.arange(v)
+    pvou_star = up(pvou[1][:, x] - pvou[0][:, m : m + 1]).max(axis=0)  # [x]
+    evou_c = up(evou[1][:, x] - evou[0][:, m : m + 1])  # [t, x]
+    eu_c = up(eu[1][:, x] - eu[0][:, m : m + 1])  # [q, x]
+    f = up(evou_c + pvou_star).max(axis=1)  # F[t]
+    g = up(eu_c.max(axis=1)[:, None] + f)  # g[q, t] = EU*[q] + F[t]
+    work.add(2 * k * v + 6 * v * (v - 1) + v * v)
+    # c >= 1: h[q, c, t] and S for both arrangements, every k' < m at once
+    y = up(g[:, None, :] + margin[:, m, :, None])
+    h = up_mul((alpha[0][:, None, :], alpha[1][:, None, :]), y)
+    h_m, h_q, h_k = h[:, :, m], h[q, :, q], h[:, :, :m]
+    query = up_mul((beta[0][:, -1:], beta[1][:, -1:]), h_q)  # [q, c]
+    c = np.arange(k)
+    s = []
+    for xs, ys in ((asc, desc), (desc, asc)):  # arrangement A then B: (X, Y) sums
+        sx = up(up_mul((xs[0][:, k - 1 - c], xs[1][:, k - 1 - c]), h_m) + query)
+        sy = up_mul((ys[0][:, c, None], ys[1][:, c, None]), h_k)
+        s.append(up(sx[:, :, None] + sy))
+    counts = (np.maximum(s[0], s[1]) <= 0).sum(axis=2)
+    work.add(5 * h.size + 8 * h_k.size + 10 * v * k)
+    # c = 0: the single input (m, .., m, q), wrong tokens not split from the attention
+    base = up(up(eu_c + pvou_star) + margin[:, m, 0, None])  # [q, x]
+    w_m = mul_iv((alpha[0][:, m], alpha[1][:, m]), (asc[0][:, -1], asc[1][:, -1]))
+    w_q = mul_iv((alpha[0][q, q], alpha[1][q, q]), (beta[0][:, -1], beta[1][:, -1]))
+    at_m = up_mul((w_m[0][:, None], w_m[1][:, None]), up(base + evou_c[m]))
+    at_q = up_mul((w_q[0][:, None], w_q[1][:, None]), up(base + evou_c))
+    counts[:, 0] = up(at_m + at_q).max(axis=1) <= 0
+    work.add(12 * v * (v - 1) + 4 * v)
+    return counts
+
+
+def mul_iv(a: Interval, b: Interval) -> Interval:
+    """[lo, hi] enclosing a b for non-negative intervals a, b (lower ends clamped at 0)."""
+    return np.maximum(down(a[0] * b[0]), 0.0), up(a[1] * b[1])
