@@ -4,6 +4,8 @@ certify train [--k 4] [--d-vocab 64] [--d-model 32] [--seed 123] [--steps 3000] 
 certify accuracy MODEL
 certify emit MODEL [--strategy NAME] [-o CERT]
 certify strategies
+certify sweep [--k 4] [--seeds paper|123,50] [--strategies all|cubic,...] [--db results.sqlite]
+certify plot results.sqlite [-o DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("-o", "--output", help="default: MODEL-STEM.STRATEGY.cert.json beside MODEL")
 
     sub.add_parser("strategies", help="list every strategy name")
+    add_parsers(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -120,11 +123,33 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_parsers(sub) -> None:
+    """Subcommands defined in their own modules (``sweep``, ``plot``)."""
+    from certify import plot, sweep
+
+    sweep.add_parser(sub)
+    plot.add_parser(sub)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from certify.sweep import cmd_sweep as run
+
+    return run(args)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from certify.plot import cmd_plot as run
+
+    return run(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "accuracy": cmd_accuracy,
     "emit": cmd_emit,
     "strategies": cmd_strategies,
+    "sweep": cmd_sweep,
+    "plot": cmd_plot,
 }
 
 

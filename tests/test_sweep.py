@@ -1,0 +1,187 @@
+"""Sweeps, the accuracy estimate and the plots, on tiny models (d_vocab 5-6, a few steps)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from certify.circuits import circuits
+from certify.estimate import enumerate_stratum, estimate_accuracy, sample_strata, strata
+from certify.model import MaxOfKConfig, load
+from certify.plot import GROUPS, colour_group, pareto
+from certify.strategies import strategy_names
+from certify.strategies.brute import correct_count
+from certify.sweep import PAPER_SEEDS, ModelSpec, parse_seeds, resolve_strategies, run_sweep
+from certify.train import train
+
+STRATEGIES = [s for s in ("brute", "cubic") if s in strategy_names()]
+PLAN = [(ModelSpec(3, 5, 8, 150, seed), STRATEGIES) for seed in (1, 2)]
+DETERMINISTIC = "k, d_vocab, d_model, steps, seed, strategy, verdict, claimed_count, \
+verified_count, total, bound_exact, flops, unexplained_dims"
+
+
+def tiny_circuits(k: int, v: int, seed: int = 0, steps: int = 150):
+    config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=8, d_head=8)
+    return circuits(config, train(config, seed=seed, steps=steps, progress=False))
+
+
+# --- the estimate -----------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(v=st.integers(1, 6), k=st.integers(1, 4))
+def test_strata_partition_every_input_exactly_once(v: int, k: int):
+    table = strata(v, k)
+    assert table[:, 4].sum() == v**k
+    seen = set()
+    for m, q, n_m, j, size in table:
+        members = {tuple(s) for s in enumerate_stratum(m, q, n_m, j, k)}
+        assert len(members) == size
+        assert not members & seen
+        seen |= members
+    assert len(seen) == v**k
+
+
+def test_samples_are_uniform_over_their_stratum():
+    k, table = 4, strata(7, 4)
+    row = table[(table[:, 1] < table[:, 0]) & (table[:, 4] > 30)][0]
+    members = {tuple(s) for s in enumerate_stratum(*row[:4], k)}
+    draws = sample_strata(row[None], k, 300 * len(members), np.random.default_rng(0))
+    values, counts = np.unique(draws, axis=0, return_counts=True)
+    assert {tuple(s) for s in values} == members
+    assert counts.min() > 200 and counts.max() < 400  # 300 expected per member
+
+
+def test_estimate_interval_contains_exact_accuracy():
+    c = tiny_circuits(k=5, v=6, steps=120)
+    exact = correct_count(c, workers=1) / 6**5
+    est = estimate_accuracy(c, samples_per_stratum=4, seed=1)
+    assert est.low <= exact <= est.high
+    assert est.samples < 6**5
+    full = estimate_accuracy(c, samples_per_stratum=10**6)  # every stratum enumerated
+    assert full.accuracy == pytest.approx(exact, abs=1e-12)
+    assert full.low == pytest.approx(full.high, abs=1e-12)
+
+
+# --- arguments and groups -------------------------------------------------------------------
+
+
+def test_seed_lists():
+    assert len(parse_seeds("paper")) == 151 == len(set(PAPER_SEEDS))
+    assert parse_seeds("paper:20") == list(PAPER_SEEDS[:20])
+    assert parse_seeds("123,1-3,2") == [123, 1, 2, 3]
+
+
+def test_all_strategies_skips_infeasible_brute():
+    assert "brute" in resolve_strategies("all", ModelSpec(4, 64, 32, 3000, 1))
+    assert "brute" not in resolve_strategies("all", ModelSpec(5, 64, 32, 3000, 1))
+    assert resolve_strategies("all", ModelSpec(4, 8, 8, 10, 1)) == strategy_names()
+    with pytest.raises(ValueError, match="unknown strategy"):
+        resolve_strategies("nonsense", ModelSpec(4, 8, 8, 10, 1))
+
+
+def test_groups_follow_the_variant_options():
+    name = "subcubic:mean_query+max_diff/mean_query+diff/svd"
+    assert GROUPS["Low-rank QK & EU"](name) and GROUPS["Sub-cubic (best)"](name)
+    assert not GROUPS["Low-rank QK"](name) and not GROUPS["  w/o mean+diff"](name)
+    quad = "subcubic:max_diff_exact/drop_average_query_per_output_logit_reasoning/" + (
+        "max_diff_subproduct_recursive"
+    )
+    assert GROUPS["Quadratic QK"](quad) and GROUPS["  w/o mean+diff"](quad)
+    assert colour_group(quad) == "quadratic QK, exact EU"
+    assert not any(f("cubic") for g, f in GROUPS.items() if g != "Cubic")
+
+
+def test_pareto_frontier_keeps_only_undominated_points():
+    points = [(10, 0.5), (100, 0.4), (100, 0.9), (1000, 0.95), (5, 0.1), (50, 0.5)]
+    assert pareto(points) == [(5, 0.1), (10, 0.5), (100, 0.9), (1000, 0.95)]
+
+
+# --- the sweep --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("sweep") / "results.sqlite"
+    from certify.cli import main
+
+    argv = ["sweep", "--k", "3", "--d-vocab", "5", "--d-model", "8", "--steps", "150",
+            "--seeds", "1,2", "--strategies", ",".join(STRATEGIES), "--db", str(db),
+            "--workers", "2", "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    return db
+
+
+def rows(db: Path, columns: str = DETERMINISTIC) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute(f"SELECT {columns} FROM results ORDER BY seed, strategy").fetchall()
+
+
+def test_sweep_records_one_verified_row_per_model_and_strategy(swept: Path):
+    con = sqlite3.connect(swept)
+    models = con.execute("SELECT seed, accuracy, accuracy_kind, correct_count, sigma_ratio, path "
+                         "FROM models ORDER BY seed").fetchall()  # fmt: skip
+    assert [m[0] for m in models] == [1, 2]
+    for _seed, accuracy, kind, count, ratio, path in models:
+        c = circuits(*load(path))
+        assert kind == "exact" and int(count) == correct_count(c, workers=1)
+        assert accuracy == int(count) / 5**3
+        s = np.linalg.svd(c.eqke, compute_uv=False)
+        assert ratio == pytest.approx(s[0] / s[1])
+    results = con.execute("SELECT seed, strategy, verdict, bound, flops, certificate, "
+                          "prover_seconds, checker_seconds FROM results").fetchall()  # fmt: skip
+    assert len(results) == 2 * len(STRATEGIES)
+    accuracy = {m[0]: m[1] for m in models}
+    for seed, strategy, verdict, bound, flops, cert, prover_s, checker_s in results:
+        assert verdict == "verified", (seed, strategy)
+        assert Path(cert).is_file() and flops > 0 and prover_s >= 0 and checker_s >= 0
+        assert bound <= accuracy[seed] + 1e-12
+        if strategy == "brute":
+            assert bound == pytest.approx(accuracy[seed], abs=1e-12)
+
+
+def test_rerun_skips_everything(swept: Path):
+    before = rows(swept, "*")
+    stats = run_sweep(PLAN, swept, progress=False)
+    assert stats.ran == 0 and stats.skipped == 2 * len(STRATEGIES)
+    assert rows(swept, "*") == before
+
+
+def test_new_strategy_or_seed_runs_only_the_missing_rows(swept: Path, tmp_path: Path):
+    db = tmp_path / "r.sqlite"
+    first = run_sweep(PLAN[:1], db, workers=1, progress=False)
+    assert first.ran == 1 + len(STRATEGIES)
+    stats = run_sweep(PLAN, db, workers=1, progress=False)
+    assert (stats.ran, stats.skipped) == (1 + len(STRATEGIES), len(STRATEGIES))
+    assert rows(db) == rows(swept)
+
+
+def test_dask_cluster_gives_the_same_rows(swept: Path, tmp_path: Path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        stats = run_sweep(PLAN, tmp_path / "dask.sqlite", dask=cluster.scheduler_address,
+                          progress=False)  # fmt: skip
+    assert stats.errors == 0 and stats.ran == 2 + 2 * len(STRATEGIES)
+    assert rows(tmp_path / "dask.sqlite") == rows(swept)
+
+
+def test_plot_writes_the_figures_and_table(swept: Path, tmp_path: Path):
+    pytest.importorskip("matplotlib")
+    from certify.plot import plot
+
+    paths = plot(swept, tmp_path)
+    for stem in ("bound_vs_flops_k3", "dims_vs_flops_k3", "bound_vs_sigma_k3"):
+        assert (tmp_path / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (tmp_path / f"{stem}.svg").read_bytes()[:2000]
+    table = (tmp_path / "table.md").read_text()
+    assert tmp_path / "table.md" in paths
+    for strategy in STRATEGIES:
+        assert {"brute": "| Brute force |", "cubic": "| Cubic |"}[strategy] in table
+    assert "exact accuracy" in table
