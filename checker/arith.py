@@ -103,3 +103,63 @@ def iv_div_positive(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
     lo = np.minimum(np.minimum(q[0], q[1]), np.minimum(q[2], q[3]))
     hi = np.maximum(np.maximum(q[0], q[1]), np.maximum(q[2], q[3]))
     return down(lo), up(hi)
+
+
+# --- a-priori error bounds for plain float64 (the filtered fast path) ------------------------
+
+U = Fraction(1, 2**53)  # unit roundoff: fl(r) = r(1 + d) + e, |d| <= U, |e| <= ETA, d*e = 0
+ETA = Fraction(1, 2**1075)  # underflow: half the smallest subnormal (e = 0 for + and -)
+
+
+def gamma(n: int) -> Fraction:
+    """gamma_n = n u / (1 - n u): a float sum of n + 1 terms, in any order, is within
+    gamma_n * sum |terms| of the exact sum (Higham, Accuracy and Stability, Lemma 3.1/§4.2)."""
+    if n * U >= 1:
+        raise ValueError("gamma_n undefined for n u >= 1")
+    return n * U / (1 - n * U)
+
+
+def float_above(x: Fraction) -> float:
+    """The smallest float64 >= x (the nearest float, then one step up if it fell below)."""
+    f = x.numerator / x.denominator
+    return f if Fraction(f) >= x else float(np.nextafter(f, INF))
+
+
+def arb_float(b: flint.arb) -> float:
+    """The float64 nearest to the ball's midpoint man * 2^exp (int / int rounds correctly)."""
+    man, exp = (int(x) for x in b.mid().man_exp())
+    return float(man << exp) if exp >= 0 else man / (1 << -exp)
+
+
+# --- exact sign of a sum of exponentials (Lindemann-Weierstrass) -----------------------------
+
+
+def exp_sum_sign(terms: dict[flint.fmpq, flint.fmpq], d_head: int, max_prec: int = 1 << 14) -> int:
+    """The exact sign of sum_g D_g exp(sigma_g / sqrt(d_head)), terms = {sigma_g: D_g}.
+
+    The keys sigma_g are distinct rationals, so the sigma_g / sqrt(d_head) are distinct
+    algebraic numbers and, by the Lindemann-Weierstrass theorem, the exp(sigma_g / sqrt(d_head))
+    are linearly independent over the algebraic numbers: the sum is 0 iff every D_g is 0.
+    Otherwise it is nonzero and arb at doubling precision finds its sign. Returns 0 (exact
+    zero), +1 or -1; raises ValueError if max_prec bits do not suffice (never guesses).
+    """
+    live = {sigma: d for sigma, d in terms.items() if d != 0}
+    if not live:
+        return 0
+    if all(d > 0 for d in live.values()) or all(d < 0 for d in live.values()):
+        return 1 if next(iter(live.values())) > 0 else -1
+    top = max(live)
+    prec = 64
+    while prec <= max_prec:
+        with flint.ctx.workprec(prec):
+            s = flint.arb(d_head).sqrt()
+            total = sum(
+                (flint.arb(d) * (flint.arb(sg - top) / s).exp() for sg, d in live.items()),
+                flint.arb(0),
+            )
+            if total > 0:
+                return 1
+            if total < 0:
+                return -1
+        prec *= 2
+    raise ValueError(f"sign of a nonzero exponential sum undecided at {max_prec} bits")

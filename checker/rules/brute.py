@@ -1,0 +1,214 @@
+"""Brute force, soundly: every one of the v^K inputs, counted only when provably correct.
+
+For query token q the softmax factors over positions: with exact scores
+sigma_i(t) = EQKE[q, t] + EQKP[q, i], weights w_i(t) = exp(sigma_i(t) / s - tau_q) (s =
+sqrt(d_head), tau_q any constant) and tables T_i[t, x] = EVOU[t, x] + PVOU[i, x] + EU[q, x],
+
+    L[x] := sum_i w_i(t_i) T_i[t_i, x] = (positive constant) * logit[x],
+
+so an input is correct iff L[m] > L[x] for every x != m (m its max token; a tie is wrong).
+
+1. Filter (docs/strategies.md, "Brute force", Lemmas 1-3). L is evaluated in plain float64 from
+   rounded tables, exactly like the prover's fast path (one [v, v, v] block per choice of the
+   other free positions), together with S = sum_i H_i[t_i], H_i[t] >= w_i(t) max_x B_i[t, x],
+   which is separable like L. Then |fl(L[x]) - L[x]| <= theta0 S + zeta0 for every x, and the
+   input is certainly correct if fl(L[m] - max_{x != m} L[x]) > E := fl(theta S + zeta),
+   certainly wrong if it is < -E.
+2. Settle (Lemma 4). Undecided inputs are decided exactly: for each x whose float margin is
+   within E, den * margin = sum_g D_g exp(sigma_g / s) over groups of equal exact score, whose
+   sign ``exp_sum_sign`` finds exactly (Lindemann-Weierstrass: zero iff every D_g is zero).
+Query tokens are split between forked worker processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+
+import flint
+import numpy as np
+
+from checker.arith import ETA, U, arb_float, exp_sum_sign, float_above, gamma, nearest_float, up
+from checker.circuits import Weights
+from checker.cost import Work
+from checker.format import Certificate
+from checker.rules import RuleResult
+
+W_MAX = 4.0  # every float softmax weight is <= W_MAX (checked)
+EPS_W = 2 * U  # each float softmax weight w~ satisfies |w - w~| <= EPS_W w~ + ETA (arb-checked)
+
+
+@dataclass
+class Tables:
+    """What the workers need: float tables for the filter, exact ones to settle."""
+
+    k: int
+    v: int
+    d_head: int
+    evou: np.ndarray  # [v, v] nearest floats of the exact circuits
+    pvou: np.ndarray  # [k, v]
+    eu: np.ndarray  # [v, v]
+    score: list[list[list[flint.fmpq]]]  # [q][i][t] exact sigma_i(t)
+    exact: tuple[flint.fmpq_mat, flint.fmpq_mat, flint.fmpq_mat]  # EVOU, PVOU, EU
+    theta: float
+    zeta: float
+
+
+_TABLES: Tables | None = None  # inherited by forked workers
+_WORK: Work | None = None
+
+
+def check(cert: Certificate, work: Work) -> RuleResult:
+    """Count the inputs provably correct in exact real arithmetic (``claim.correct_count``)."""
+    global _TABLES, _WORK
+    w = Weights(cert, work)
+    k, v = cert.config.n_ctx, cert.config.d_vocab
+    exact = (w.evou(), w.pvou(), w.eu())
+    evou, pvou, eu = (to_floats(m, work) for m in exact)
+    eqke, eqkp = w.eqke(), w.eqkp()
+    score = [[[eqke[q, t] + eqkp[q, i] for t in range(v)] for i in range(k)] for q in range(v)]
+    work.add(k * v * v)
+    big = max(np.abs(a).max() for a in (evou, pvou, eu))
+    bmax = 3 * Fraction(float(big))  # >= every B_i[t, x] = |a~| + |b~| + |c~|
+    if k * W_MAX * (bmax + 1) >= 2**1000:
+        return RuleResult(0, failed="model too large in magnitude for the float64 filter")
+    theta, zeta = thresholds(k, Fraction(W_MAX), bmax)
+    _TABLES = Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
+    _WORK = work
+    count, undecided = 0, 0
+    workers = min(os.cpu_count() or 1, 8)
+    try:
+        if workers == 1 or v < 8:
+            results = map(count_query, range(v))
+            for done, (n, flops, und) in enumerate(results, 1):
+                count, undecided = count + n, undecided + und
+                work.add(flops)
+                work.tick("brute force: query tokens", done, v)
+        else:
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+                try:
+                    results = pool.map(count_query, range(v - 1, -1, -1))
+                    for done, (n, flops, und) in enumerate(results, 1):
+                        count, undecided = count + n, undecided + und
+                        work.add(flops)
+                        work.tick("brute force: query tokens", done, v)
+                except BaseException:
+                    pool.shutdown(cancel_futures=True)
+                    raise
+    finally:
+        _TABLES = _WORK = None
+    report = {"unexplained_dims": v ** (k + 1), "undecided_inputs": undecided}
+    return RuleResult(count, report=report)
+
+
+def to_floats(m: flint.fmpq_mat, work: Work) -> np.ndarray:
+    """Each exact entry rounded to the nearest float64 (|a~ - a| <= u|a| + ETA)."""
+    work.add(m.nrows() * m.ncols())
+    flat = [nearest_float(x) for x in m.entries()]
+    return np.array(flat, dtype=np.float64).reshape(m.nrows(), m.ncols())
+
+
+def softmax_weights(score: list[list[flint.fmpq]], d_head: int) -> np.ndarray:
+    """Float weights w~[i, t] ~ exp(sigma_i(t) / s - tau) for one query token's exact scores.
+
+    Each weight is an arb ball at 128 bits; w~ is its midpoint's nearest float, kept only if arb
+    proves |w - w~| <= EPS_W w~ + ETA. tau, a float near the largest sigma / s, cancels in the
+    sign of L; W_MAX bounds every w~ (used in zeta; the check fails loudly otherwise).
+    """
+    tau = max(nearest_float(x) for row in score for x in row) / math.sqrt(d_head)
+    weight = np.empty((len(score), len(score[0])))
+    eta = flint.arb(2) ** -1075
+    with flint.ctx.workprec(128):
+        s = flint.arb(d_head).sqrt()
+        for i, row in enumerate(score):
+            for t, sigma in enumerate(row):
+                w = (flint.arb(sigma) / s - tau).exp()
+                weight[i, t] = arb_float(w)
+                if not abs(w - weight[i, t]) <= flint.arb(weight[i, t]) * float(EPS_W) + eta:
+                    raise ArithmeticError("softmax weight not enclosed at 128 bits")
+    if not weight.max() <= W_MAX:
+        raise ArithmeticError("softmax weight above W_MAX")
+    return weight
+
+
+def thresholds(k: int, w_max: Fraction, bmax: Fraction) -> tuple[float, float]:
+    """theta, zeta of Lemma 3 (docs/strategies.md): |fl(L) - L| <= theta0 S + zeta0, and an
+    input whose float margin exceeds fl(theta S + zeta) has every exact margin > 0."""
+    rho = U * (1 + gamma(2)) + gamma(2) + (U + EPS_W) / (1 - U)
+    theta0 = (rho + gamma(k - 1) * (1 + U) * (1 + gamma(2))) / (1 - gamma(k - 1))
+    omega = ETA * (2 + 4 * w_max + 2 * bmax)
+    zeta0 = k * (omega + ETA)
+    theta = 2 * theta0 * (1 + U) / (1 - U) ** 2
+    zeta = (2 * zeta0 * (1 + U) + ETA) / (1 - U)
+    return float_above(theta), float_above(zeta)
+
+
+def count_query(q: int) -> tuple[int, int, int]:
+    """(correct inputs, FLOPs, undecided inputs) among the v^(K-1) inputs whose query is q."""
+    T = _TABLES
+    assert T is not None and _WORK is not None
+    k, v, free = T.k, T.v, T.k - 1
+    weight = softmax_weights(T.score[q], T.d_head)  # [k, v]
+    raw = (T.evou[None] + T.pvou[:, None, :]) + T.eu[q]  # T~_i[t, x] = fl(fl(a~ + b~) + c~)
+    table = weight[:, :, None] * raw  # p_i[t, x] = fl(w~ T~)
+    bmag = up(up(np.abs(T.evou)[None] + np.abs(T.pvou)[:, None, :]) + np.abs(T.eu[q]))
+    mag = up(weight * bmag.max(axis=2))  # H_i[t] >= w~_i(t) max_x B_i[t, x]
+    n_inner = min(2, free)
+    inner, inner_s = np.zeros((1,) * n_inner + (v,)), np.zeros((1,) * n_inner)
+    inner_max = np.full((1,) * n_inner, q)
+    for axis, j in enumerate(range(free - n_inner, free)):
+        shape = [1] * n_inner
+        shape[axis] = v
+        inner = inner + table[j].reshape(*shape, v)
+        inner_s = inner_s + mag[j].reshape(shape)
+        inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
+    inner_shape = inner_s.shape
+    inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
+    inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)
+    rows = np.arange(len(inner_max))
+    block = np.empty_like(inner)
+    count, undecided, n_outer = 0, 0, 0
+    for outer in itertools.product(range(v), repeat=free - n_inner):
+        _WORK.tick()
+        n_outer += 1
+        base, base_s = table[free, q].copy(), mag[free, q]
+        for j, t in enumerate(outer):
+            base, base_s = base + table[j, t], base_s + mag[j, t]
+        target = np.maximum(inner_max, max(outer, default=q))
+        np.add(inner, base[:, None], out=block)  # fl(L[x]) of every input in this block
+        right = block[target, rows]
+        block[target, rows] = -np.inf
+        margin = right - block.max(axis=0)  # fl(L[m] - max_{x != m} L[x])
+        bound = T.theta * (inner_s + base_s) + T.zeta  # E = fl(theta S + zeta)
+        count += int(np.count_nonzero(margin > bound))
+        for row in np.flatnonzero(np.abs(margin) <= bound):
+            undecided += 1
+            seq = (*outer, *(int(t) for t in np.unravel_index(row, inner_shape)), q)
+            close = np.flatnonzero(right[row] - block[:, row] <= bound[row])
+            count += settle(T, seq, [int(x) for x in close])
+    flops = 14 * k * v * v + n_outer * (k * v + 2 * v**3 + 8 * v**n_inner)
+    return count, flops, undecided
+
+
+def settle(T: Tables, seq: tuple[int, ...], close: list[int]) -> bool:
+    """Exactly: is L[m] > L[x] for each x in ``close`` (Lemma 4)? Undecidable -> not counted."""
+    q, m = seq[-1], max(seq)
+    evou, pvou, eu = T.exact
+    for x in close:
+        terms: dict[flint.fmpq, flint.fmpq] = {}
+        for i, t in enumerate(seq):
+            sigma = T.score[q][i][t]
+            d = evou[t, m] - evou[t, x] + pvou[i, m] - pvou[i, x] + eu[q, m] - eu[q, x]
+            terms[sigma] = terms.get(sigma, flint.fmpq(0)) + d
+        try:
+            if exp_sum_sign(terms, T.d_head) <= 0:
+                return False
+        except ValueError:
+            return False
+    return True
