@@ -23,8 +23,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from certify.model import load, save
-from tests.certgen import INVALID, SMALL, brute_doc, dumps, tiny_weights
+from certify.certificate import build, encode_array
+from certify.circuits import circuits
+from certify.model import load, save, validate
+from certify.strategies import prove
+from tests.certgen import INVALID, SMALL, brute_doc, dumps, run_checker, tiny_weights
 from tests.oracle import exact_correct_count
 
 # name -> (K, d_vocab, d_model, seed, steps): trained with the paper's recipe, fewer steps
@@ -73,6 +76,132 @@ def rehashed(weights: dict[str, np.ndarray], edit: Callable[[dict], None], claim
     count = exact_correct_count(w)
     assert count < claim, f"edit did not lower the exact count ({count} >= {claim})"
     return dumps(brute_doc(w, claim))
+
+
+def cubic_doc(weights: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The prover's cubic certificate and its report (which holds the unshaded margins)."""
+    config, weights = validate(weights)
+    proof = prove("cubic", config, weights, circuits(config, weights))
+    return build(config, weights, proof), proof.report
+
+
+def first_rejected(candidates: list[bytes]) -> bytes:
+    """The first candidate the checker rejects (exit 1): a lemma it cannot establish."""
+    path = INVALID / "_candidate.json"
+    try:
+        for data in candidates:
+            path.write_bytes(data)
+            if run_checker("verify", str(path))[0] == 1:
+                return data
+    finally:
+        path.unlink(missing_ok=True)
+    raise AssertionError("no candidate was rejected")
+
+
+def case_limits(v: int, k: int) -> np.ndarray:
+    """[q, m, c]: how many tokens lemma (q, m, c) of the cubic proof can cover (docs/format.md)."""
+    q, m, c = np.ogrid[:v, :v, :k]
+    exists = (q == m) | ((q < m) & (c <= k - 2))
+    return np.where(exists, np.where(c == 0, 1, m), 0)
+
+
+def with_lemma(doc: dict[str, Any], name: str, a: np.ndarray) -> bytes:
+    """doc with lemmas[name] replaced by array a, encoded as is (NaN included)."""
+    dtype = {"f": "float64", "i": "int64"}[a.dtype.kind]  # a is float64 or int64
+    data = base64.b64encode(np.ascontiguousarray(a, a.dtype.newbyteorder("<")).tobytes())
+    data = data.decode()
+    return dumps(
+        set_at(doc, f"lemmas/{name}", {"dtype": dtype, "shape": list(a.shape), "data": data})
+    )
+
+
+def cubic_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
+    """Planted-bad cubic certificates of max3_v6: lemmas nudged, raised, malformed."""
+    doc, report = cubic_doc(weights)
+    proved = np.frombuffer(base64.b64decode(doc["lemmas"]["proved"]["data"]), "<i8")
+    proved = proved.reshape(doc["lemmas"]["proved"]["shape"])
+    margin = np.frombuffer(base64.b64decode(doc["lemmas"]["margin"]["data"]), "<f8")
+    margin = margin.reshape(proved.shape)
+    cases = [tuple(i) for i in np.argwhere(proved > 0)]
+    nudged = []
+    for case in cases:  # one ulp above the prover's unshaded (float64) margin
+        m = margin.copy()
+        m[case] = np.nextafter(report["tight_margin"][case], np.inf)
+        nudged.append(with_lemma(doc, "margin", m))
+    raised = []  # a case with tokens left unproved claims one more (with a tiny margin if 0)
+    limits = case_limits(*proved.shape[1:])
+    for case in [tuple(i) for i in np.argwhere(proved < limits)]:
+        p, m = proved.copy(), margin.copy()
+        p[case] += 1
+        m[case] = max(m[case], 2.0**-40)
+        raised.append(
+            dumps(
+                set_at(
+                    set_at(doc, "lemmas/proved", encode_array(p)), "lemmas/margin", encode_array(m)
+                )
+            )
+        )
+    nan, neg = margin.copy(), proved.copy()
+    nan[cases[0]], neg[cases[0]] = np.nan, -1
+    count = int(doc["claim"]["correct_count"])
+    return [
+        (
+            "cubic_lemma_margin_one_ulp",
+            1,
+            "lemmas (q=",
+            "cubic: one margin set one ulp above the prover's unshaded float64 bound",
+            first_rejected(nudged),
+        ),
+        (
+            "cubic_lemma_proved_plus_one",
+            1,
+            "lemmas (q=",
+            "cubic: one lemma claims one more proved token than holds",
+            first_rejected(raised),
+        ),
+        (
+            "cubic_claim_plus_one",
+            1,
+            "claim.correct_count",
+            f"cubic: claim {count + 1}, one more than the lemmas cover",
+            dumps(set_at(doc, "claim/correct_count", str(count + 1))),
+        ),
+        (
+            "cubic_lemma_margin_nan",
+            2,
+            "lemmas.margin: contains NaN",
+            "cubic: a NaN margin",
+            with_lemma(doc, "margin", nan),
+        ),
+        (
+            "cubic_lemma_proved_negative",
+            2,
+            "lemmas.proved",
+            "cubic: a negative proved count",
+            with_lemma(doc, "proved", neg),
+        ),
+        (
+            "cubic_lemma_missing",
+            2,
+            "margin: missing",
+            "cubic: no margin lemmas",
+            dumps(set_at(doc, "lemmas/margin", ...)),
+        ),
+        (
+            "cubic_lemma_wrong_shape",
+            2,
+            "lemmas.proved.shape",
+            "cubic: proved lemmas for K = 2",
+            with_lemma(doc, "proved", proved[:, :, :2].copy()),
+        ),
+        (
+            "cubic_lemma_wrong_dtype",
+            2,
+            "lemmas: proved must be int64",
+            "cubic: proved stored as float64",
+            with_lemma(doc, "proved", proved.astype(np.float64)),
+        ),
+    ]
 
 
 def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
@@ -533,7 +662,7 @@ def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
         "an unknown top-level field",
         {**tiny, "trust_me": True},
     )
-    return E
+    return E + cubic_corpus(models["max3_v6"])
 
 
 def main() -> None:
@@ -545,6 +674,7 @@ def main() -> None:
         doc = brute_doc(weights)
         assert int(doc["claim"]["correct_count"]) == exact_correct_count(weights), name
         (SMALL / f"{name}.brute.cert.json").write_bytes(dumps(doc))
+        (SMALL / f"{name}.cubic.cert.json").write_bytes(dumps(cubic_doc(weights)[0]))
         claim = doc["claim"]
         print(f"small/{name}.brute.cert.json: {claim['correct_count']} of {claim['total']}")
     INVALID.mkdir(parents=True, exist_ok=True)
