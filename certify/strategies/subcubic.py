@@ -1,0 +1,369 @@
+"""The sub-cubic proof family (paper-notes §3.3): 5 EU × 2 attention × 10 ε options = 100 variants.
+
+Untrusted prover, float64. It evaluates the same bounds as ``checker/rules/subcubic.py`` (see
+docs/strategies.md, "Sub-cubic") without outward rounding, keeps a safety margin, and writes its
+choices as exact witnesses: the peeled directions, the EU centre, the per-(m, c) attention mean
+ā and the per-case gaps g[q, m, c]. The search (SVD directions, gaps) lives in
+``subcubic_search``; this module holds the bound itself and the certificate assembly.
+
+Cases (q, m, c): query q ≤ m, max m; c non-max tokens, the query included when q < m
+(c ∈ 0..k-1 when q = m, 1..k-1 when q < m). With gap g every non-max token is ≤ m - g, and the
+case covers C(k-1, c') (m - g + 1)^c' inputs, c' = c (q = m) or c - 1 (q < m).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import comb
+from typing import Any
+
+import numpy as np
+
+from certify.certificate import Proof, encode_array, encode_number
+from certify.circuits import Circuits
+from certify.model import MaxOfKConfig
+
+EU_OPTIONS = (
+    "mean_query+max_diff",
+    "svd_query+max_diff",
+    "max_diff",
+    "max_diff_exact",
+    "global_max_diff_exact",
+)
+ATTENTION_OPTIONS = ("mean_query+diff", "drop_average_query_per_output_logit_reasoning")
+EPS_OPTIONS = (
+    "svd",
+    "max_diff",
+    "mean+max_diff",
+    "max_diff_subproduct",
+    "mean+max_diff_subproduct",
+    "max_diff_subproduct_recursive",
+    "mean+max_diff_subproduct_recursive",
+    "mean_recursive+max_diff_subproduct_recursive",
+    "exact_EQKE+max_diff_exact",
+    "max_diff_exact",
+)
+# which factorisation of EQKE each ε option peels: pair = (E_q Q + b_Q)·(E K + b_K)^T,
+# quad = [E_q 1]·[Q; b_Q]·[K; b_K]^T·[E 1]^T, none = EQKE formed exactly
+CHAIN = {
+    "svd": "pair",
+    "max_diff": "pair",
+    "mean+max_diff": "pair",
+    "max_diff_subproduct": "quad",
+    "mean+max_diff_subproduct": "quad",
+    "max_diff_subproduct_recursive": "quad",
+    "mean+max_diff_subproduct_recursive": "quad",
+    "mean_recursive+max_diff_subproduct_recursive": "quad",
+    "exact_EQKE+max_diff_exact": "none",
+    "max_diff_exact": "pair",
+}
+EPS_SLACK = 1e-9  # relative inflation of the claimed ε lemma (the checker's ε is exact)
+MARGIN = 1e-6  # a case is claimed only if its float64 bound is below -MARGIN
+
+
+def variant_names() -> list[str]:
+    return [
+        f"subcubic:{eu}/{att}/{eps}"
+        for eu in EU_OPTIONS
+        for att in ATTENTION_OPTIONS
+        for eps in EPS_OPTIONS
+    ]
+
+
+def parse_variant(name: str) -> tuple[str, str, str]:
+    try:
+        eu, att, eps = name.removeprefix("subcubic:").split("/")
+    except ValueError:
+        raise ValueError(f"bad sub-cubic variant {name!r}") from None
+    if eu not in EU_OPTIONS or att not in ATTENTION_OPTIONS or eps not in EPS_OPTIONS:
+        raise ValueError(f"unknown sub-cubic variant {name!r} (see 'certify strategies')")
+    return eu, att, eps
+
+
+# --- the model's pieces in float64 --------------------------------------------------------
+
+
+@dataclass
+class Model:
+    v: int
+    k: int
+    s: float
+    F: list[np.ndarray]  # quad chain [E_q 1], [Q; b_Q], [K; b_K]^T, [E 1]^T
+    Eq: np.ndarray
+    U: np.ndarray
+    eqkp: np.ndarray
+    evou: np.ndarray
+    pvou: np.ndarray
+
+    @property
+    def eqke(self) -> np.ndarray:
+        return self.F[0] @ self.F[1] @ self.F[2] @ self.F[3]
+
+
+def model(config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits) -> Model:
+    w = {key: a.astype(np.float64) for key, a in weights.items()}
+    E, P = w["embed.W_E"], w["pos_embed.W_pos"]
+    ones = np.ones((E.shape[0], 1))
+    Eq = E + P[-1]
+    F = [
+        np.hstack([Eq, ones]),
+        np.vstack([w["blocks.0.attn.W_Q"][0], w["blocks.0.attn.b_Q"]]),
+        np.vstack([w["blocks.0.attn.W_K"][0], w["blocks.0.attn.b_K"]]).T,
+        np.hstack([E, ones]).T,
+    ]
+    return Model(
+        config.d_vocab,
+        config.n_ctx,
+        config.attn_scale,
+        F,
+        Eq,
+        w["unembed.W_U"],
+        c.eqkp,
+        c.evou,
+        c.pvou,
+    )
+
+
+def chain(m: Model, kind: str) -> list[np.ndarray]:
+    return [m.F[0] @ m.F[1], m.F[2] @ m.F[3]] if kind == "pair" else list(m.F)
+
+
+def peel(factors: list[np.ndarray], peels: list[tuple[np.ndarray, np.ndarray]]):
+    """(EQKE - Π F_i⊥, [F_i⊥]) with F_i⊥ = F_i - X_i Y_i^T, by telescoping (see the checker)."""
+    perp = [F - X @ Y.T for F, (X, Y) in zip(factors, peels, strict=True)]
+    approx = 0.0
+    for i, (X, Y) in enumerate(peels):
+        left, right = X, Y.T
+        for F in reversed(perp[:i]):
+            left = F @ left
+        for F in factors[i + 1 :]:
+            right = right @ F
+        approx = approx + left @ right
+    return approx, perp
+
+
+def range_bound(factors: list[np.ndarray], mean_levels: range) -> np.ndarray:
+    """Per row r of Π factors: an upper bound on max_i - min_i of that row (recursive max-diff)."""
+    rho = np.ptp(factors[-1], axis=1)
+    for i in reversed(range(len(factors) - 1)):
+        F = factors[i]
+        bound = np.abs(F) @ rho
+        if i in mean_levels:
+            mu = F.mean(0)
+            tail = mu
+            for G in factors[i + 1 :]:
+                tail = tail @ G
+            bound = np.minimum(bound, np.ptp(tail) + np.abs(F - mu) @ rho)
+        rho = bound
+    return rho
+
+
+def spectral_eps(a_perp: np.ndarray, b_perp: np.ndarray) -> np.ndarray:
+    """√2 ‖A⊥[q]‖ σ̄(B⊥) with σ̄ = tr((B⊥B⊥^T)^8)^(1/16) ≥ σ1(B⊥), as the checker derives it."""
+    g = b_perp @ b_perp.T
+    g4 = (g @ g) @ (g @ g)
+    sigma = float(np.sum(g4 * g4)) ** (1 / 16)
+    return np.sqrt(2) * np.sqrt(np.sum(a_perp**2, axis=1)) * sigma
+
+
+def attention_error(m: Model, eps_option: str, peels) -> tuple[np.ndarray, np.ndarray]:
+    """(approx EQKE [v, v], ε [v]): |Err[q,i] - Err[q,j]| ≤ ε[q] for Err = EQKE - approx."""
+    kind = CHAIN[eps_option]
+    if kind == "none":
+        return m.eqke, np.zeros(m.v)
+    approx, perp = peel(chain(m, kind), peels)
+    if eps_option == "svd":
+        return approx, spectral_eps(*perp)
+    if eps_option == "max_diff_exact":
+        return approx, np.ptp(perp[0] @ perp[1], axis=1)
+    mean = range(0) if not eps_option.startswith("mean") else range(1)
+    if eps_option.startswith("mean_recursive"):
+        mean = range(len(perp))
+    if eps_option.endswith("subproduct"):
+        splits = [
+            [perp[0], perp[1] @ perp[2] @ perp[3]],
+            [perp[0] @ perp[1], perp[2] @ perp[3]],
+            [perp[0] @ perp[1] @ perp[2], perp[3]],
+        ]
+        return approx, np.min([range_bound(f, mean) for f in splits], axis=0)
+    return approx, range_bound(perp, mean)
+
+
+def direct_path(m: Model, eu_option: str, centre: np.ndarray | None):
+    """(μ [v], ΔEU broadcastable to [q, m, c]): EU[q,x] - EU[q,m] ≤ μ[x] - μ[m] + ΔEU."""
+    if eu_option.endswith("exact"):
+        eu = m.Eq @ m.U
+        if eu_option == "global_max_diff_exact":
+            return np.zeros(m.v), np.full((1, 1, 1), eu.max() - eu.min())
+        return np.zeros(m.v), (eu.max(1)[:, None] - eu)[:, :, None]
+    e = np.zeros(m.Eq.shape[1]) if eu_option == "max_diff" else centre
+    if eu_option.startswith("mean_query"):
+        e = m.Eq.mean(0)
+    delta = np.abs(m.Eq - e) @ np.ptp(m.U, axis=1)
+    return e @ m.U, delta[:, None, None]
+
+
+# --- the bound for every case -------------------------------------------------------------
+
+
+@dataclass
+class Tables:
+    """Everything the per-case bound needs that does not depend on gaps or ā."""
+
+    v: int
+    k: int
+    ex: np.ndarray  # exp((approx[q,t] - rowmax)/s)
+    eps_factor: np.ndarray  # exp(ε[q]/s)
+    pos_hi: np.ndarray  # [q, c, same] positional odds, upper (same = q == m)
+    pos_lo: np.ndarray
+    M: np.ndarray  # [m, x] μ_c + PVOU*, -inf on the diagonal
+    R: np.ndarray  # [m, x] EVOU[m,x] - EVOU[m,m]
+    rmax: np.ndarray
+    rmin: np.ndarray
+    wpre: np.ndarray  # [m, j] max_{t ≤ j} (max_x EVOU[t,x] - EVOU[t,m])
+    delta_eu: np.ndarray
+
+
+def positional_odds(eqkp: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
+    v, k = eqkp.shape
+    pe = np.exp((eqkp - eqkp[:, -1:]) / s)
+    asc = np.sort(pe[:, :-1], axis=1)
+    bot = np.concatenate([np.zeros((v, 1)), np.cumsum(asc, axis=1)], axis=1)
+    top = np.concatenate([np.zeros((v, 1)), np.cumsum(asc[:, ::-1], axis=1)], axis=1)
+    hi, lo = np.full((v, k, 2), np.nan), np.full((v, k, 2), np.nan)
+    c = np.arange(k)
+    hi[:, :, 1] = top[:, c] / (1 + bot[:, k - 1 - c])
+    lo[:, :, 1] = bot[:, c] / (1 + top[:, k - 1 - c])
+    c = np.arange(1, k)
+    hi[:, 1:, 0] = (1 + top[:, c - 1]) / bot[:, k - c]
+    lo[:, 1:, 0] = (1 + bot[:, c - 1]) / top[:, k - c]
+    return hi, lo
+
+
+def tables(m: Model, approx: np.ndarray, eps: np.ndarray, mu: np.ndarray, delta_eu) -> Tables:
+    v, s = m.v, m.s
+    ex = np.exp((approx - approx.max(1, keepdims=True)) / s)
+    pos_hi, pos_lo = positional_odds(m.eqkp, s)
+    pstar = np.max(m.pvou[:, None, :] - m.pvou[:, :, None], axis=0)  # [m, x]
+    M = mu[None, :] - mu[:, None] + pstar
+    R = m.evou - np.diag(m.evou)[:, None]
+    off = ~np.eye(v, dtype=bool)
+    M = np.where(off, M, -np.inf)
+    rmax = np.where(off, R, -np.inf).max(1)
+    rmin = np.where(off, R, np.inf).min(1)
+    T = m.evou.max(1)[:, None] - m.evou  # [t, m]
+    wpre = np.maximum.accumulate(T, axis=0).T
+    return Tables(v, m.k, ex, np.exp(eps / s), pos_hi, pos_lo, M, R, rmax, rmin, wpre, delta_eu)
+
+
+def case_grid(v: int, k: int):
+    q = np.arange(v)[:, None, None]
+    mm = np.arange(v)[None, :, None]
+    c = np.arange(k)[None, None, :]
+    return q, mm, c
+
+
+def valid_cases(v: int, k: int, gaps: np.ndarray) -> np.ndarray:
+    q, mm, c = case_grid(v, k)
+    same = (q == mm) & ((c == 0) | (mm - gaps >= 0))
+    lower = (q < mm) & (c >= 1) & (q <= mm - gaps)
+    return (gaps >= 1) & (same | lower)
+
+
+def attention_bracket(t: Tables, gaps: np.ndarray):
+    """(α_lo, α_hi) [q, m, c]: bounds on the total attention paid to copies of m."""
+    v, k = t.v, t.k
+    q, mm, c = case_grid(v, k)
+    j = np.clip(mm - gaps, 0, v - 1)
+    same = (q == mm).astype(int)
+    pmax = np.maximum.accumulate(t.ex, axis=1)[q, j]
+    pmin = np.minimum.accumulate(t.ex, axis=1)[q, j]
+    with np.errstate(all="ignore"):
+        odds_hi = t.pos_hi[q, c, same] * pmax / t.ex[q, mm] * t.eps_factor[q]
+        odds_lo = t.pos_lo[q, c, same] * pmin / t.ex[q, mm] / t.eps_factor[q]
+        a_lo, a_hi = 1 / (1 + odds_hi), 1 / (1 + odds_lo)
+    all_max = (q == mm) & (c == 0)
+    a_lo = np.where(all_max, 1.0, np.nan_to_num(a_lo, nan=0.0))
+    a_hi = np.where(all_max, 1.0, np.nan_to_num(a_hi, nan=1.0))
+    return a_lo, a_hi
+
+
+def logit_bound(t: Tables, gaps: np.ndarray, abar: np.ndarray, a_lo, a_hi) -> np.ndarray:
+    """Upper bound on max_{x≠m} logit[x] - logit[m] over the case, convex in α: both ends."""
+    v = t.v
+    _, mm, _ = case_grid(v, t.k)
+    f = np.max(t.M[:, None, :] + abar[:, :, None] * t.R[:, None, :], axis=2)  # [m, c]
+    w = t.wpre[mm, np.clip(mm - gaps, 0, v - 1)]
+
+    def at(a):
+        d = a - abar[None]
+        corr = np.maximum(d * t.rmax[None, :, None], d * t.rmin[None, :, None])
+        return f[None] + corr + (1 - a) * w + t.delta_eu
+
+    return np.maximum(at(a_lo), at(a_hi))
+
+
+def case_counts(v: int, k: int, gaps: np.ndarray) -> np.ndarray:
+    """Number of inputs each case covers (object ints), 0 where invalid."""
+    q, mm, c = case_grid(v, k)
+    cp = np.where(q == mm, c, c - 1) + 0 * gaps
+    base = np.maximum(mm - gaps + 1, 0) + 0 * cp
+    binom = np.vectorize(lambda n: comb(k - 1, int(n)) if n >= 0 else 0, otypes=[object])(cp)
+    out = binom * base.astype(object) ** np.maximum(cp, 0).astype(object)
+    return np.where(valid_cases(v, k, gaps), out, 0)
+
+
+# --- assembly -----------------------------------------------------------------------------
+
+
+def prove(name: str, config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits) -> Proof:
+    if name == "best-subcubic":
+        proofs = prove_all(config, weights, c)
+        return max(proofs.values(), key=lambda p: p.correct_count)
+    parse_variant(name)
+    return prove_all(config, weights, c, [name])[name]
+
+
+def prove_all(
+    config: MaxOfKConfig,
+    weights: dict[str, np.ndarray],
+    c: Circuits,
+    names: list[str] | None = None,
+) -> dict[str, Proof]:
+    """Proofs of the named variants (default all 100), sharing the search between them."""
+    from certify.strategies import subcubic_search as search
+
+    m = model(config, weights, c)
+    variants = [parse_variant(n) for n in (names or variant_names())]
+    errors, directs, out = {}, {}, {}
+    for eu, att, eps in variants:
+        if eps not in errors:
+            peels = search.peels(m, CHAIN[eps])
+            approx, err = attention_error(m, eps, peels)
+            err = err * (1 + EPS_SLACK) + EPS_SLACK * (1 + np.abs(approx).max())
+            errors[eps] = (peels, approx, err)
+        if eu not in directs:
+            centre = search.eu_centre(m) if eu == "svd_query+max_diff" else None
+            directs[eu] = (centre, *direct_path(m, eu, centre))
+        peels, approx, err = errors[eps]
+        centre, mu, delta_eu = directs[eu]
+        t = tables(m, approx, err, mu, delta_eu)
+        gaps, abar, proved, count = search.gaps_and_means(t, att == "mean_query+diff")
+        witnesses: dict[str, Any] = {
+            "gaps": encode_array(gaps.astype(np.int64)),
+            "peels": [{"x": encode_array(X), "y": encode_array(Y)} for X, Y in peels],
+        }
+        if centre is not None:
+            witnesses["eu_centre"] = encode_array(centre)
+        if att == "mean_query+diff":
+            witnesses["attention_mean"] = encode_array(abar)
+        name = f"subcubic:{eu}/{att}/{eps}"
+        out[name] = Proof(
+            strategy="subcubic",
+            correct_count=int(count),
+            options={"eu": eu, "attention": att, "eps": eps},
+            witnesses=witnesses,
+            lemmas={"eps": encode_array(err), "proved": encode_array(proved.astype(np.int64))},
+            report={"variant": name, "bound": encode_number(int(count))},
+        )
+    return out
