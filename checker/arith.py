@@ -120,7 +120,7 @@ def gamma(n: int) -> Fraction:
 
 
 def float_above(x: Fraction) -> float:
-    """The smallest float64 >= x (the nearest float, then one step up if it fell below)."""
+    """The smallest float64 >= x, for |x| <= max float (nearest, then one step up if below)."""
     f = x.numerator / x.denominator
     return f if Fraction(f) >= x else float(np.nextafter(f, INF))
 
@@ -128,6 +128,8 @@ def float_above(x: Fraction) -> float:
 def arb_float(b: flint.arb) -> float:
     """The float64 nearest to the ball's midpoint man * 2^exp (int / int rounds correctly)."""
     man, exp = (int(x) for x in b.mid().man_exp())
+    if man.bit_length() + exp < -1075:  # |mid| < 2^-1075 rounds to 0 (and 1 << -exp overflows)
+        return 0.0
     return float(man << exp) if exp >= 0 else man / (1 << -exp)
 
 
