@@ -130,6 +130,8 @@ def arb_float(b: flint.arb) -> float:
     man, exp = (int(x) for x in b.mid().man_exp())
     if man.bit_length() + exp < -1075:  # |mid| < 2^-1075 rounds to 0 (and 1 << -exp overflows)
         return 0.0
+    if man.bit_length() + exp > 1024:
+        raise ArithmeticError("a value exceeds the float64 range (weights too large)")
     return float(man << exp) if exp >= 0 else man / (1 << -exp)
 
 

@@ -82,6 +82,8 @@ def verify(args: argparse.Namespace) -> int:
         result["failed_claim"] = f"no verdict: {e}"
     except MemoryError:
         result["failed_claim"] = "no verdict: out of memory"
+    except ArithmeticError as e:  # e.g. weights beyond what the float fast paths can enclose
+        result["failed_claim"] = f"no verdict: {e}"
     except Exception as e:  # a checker bug must never turn into a verdict
         result["failed_claim"] = f"no verdict: internal error {type(e).__name__}: {e}"
     result["failed_claim"] = result["failed_claim"] and " ".join(result["failed_claim"].split())
