@@ -170,3 +170,11 @@ def test_json_report_has_count_flops_and_dims(tmp_path: Path, capsys) -> None:
     out = json.loads(capsys.readouterr().out)
     assert out["verified_count"] == str(exact) and out["verdict"] == "verified"
     assert out["unexplained_dims"] == 5**4 and out["flops"] >= 5**3 * 5 * 3
+
+
+def test_time_limit_stops_the_count(tmp_path: Path, capsys) -> None:
+    config, w = small_model()
+    path = tmp_path / "cert.json"
+    path.write_text(json.dumps(certificate(config, w, 0)))
+    assert main(["verify", str(path), "--json", "--time-limit", "1e-9"]) == 2
+    assert "time limit" in json.loads(capsys.readouterr().out)["failed_claim"]

@@ -81,28 +81,15 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     _TABLES = Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
     _WORK = work
     count, undecided = 0, 0
-    workers = min(os.cpu_count() or 1, 8)
-    try:
-        if workers == 1 or v < 8:
-            results = map(count_query, range(v))
-            for done, (n, flops, und) in enumerate(results, 1):
-                count, undecided = count + n, undecided + und
-                work.add(flops)
-                work.tick("brute force: query tokens", done, v)
-        else:
-            ctx = multiprocessing.get_context("fork")
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                try:
-                    results = pool.map(count_query, range(v - 1, -1, -1))
-                    for done, (n, flops, und) in enumerate(results, 1):
-                        count, undecided = count + n, undecided + und
-                        work.add(flops)
-                        work.tick("brute force: query tokens", done, v)
-                except BaseException:
-                    pool.shutdown(cancel_futures=True)
-                    raise
-    finally:
-        _TABLES = _WORK = None
+    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
+    queries = range(v - 1, -1, -1)  # large q first: their blocks are slowest
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    with pool:  # on an exception (time limit), queued queries stop at their first tick
+        for done, (n, flops, und) in enumerate(pool.map(count_query, queries), 1):
+            count, undecided = count + n, undecided + und
+            work.add(flops)
+            work.tick("brute force: query tokens", done, v)
+    _TABLES = _WORK = None
     report = {"unexplained_dims": v ** (k + 1), "undecided_inputs": undecided}
     return RuleResult(count, report=report)
 
