@@ -23,7 +23,6 @@ Query tokens are split between forked worker processes.
 from __future__ import annotations
 
 import itertools
-import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +35,7 @@ import numpy as np
 from checker.arith import ETA, U, arb_float, exp_sum_sign, float_above, gamma, nearest_float, up
 from checker.circuits import Weights
 from checker.cost import Work
-from checker.format import Certificate
+from checker.format import Certificate, FormatError
 from checker.rules import RuleResult
 
 W_MAX = 4.0  # every float softmax weight is <= W_MAX (checked)
@@ -76,7 +75,7 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     big = max(np.abs(a).max() for a in (evou, pvou, eu))
     bmax = 3 * Fraction(float(big))  # >= every B_i[t, x] = |a~| + |b~| + |c~|
     if k * W_MAX * (bmax + 1) >= 2**1000:
-        return RuleResult(0, failed="model too large in magnitude for the float64 filter")
+        raise FormatError("model: weights too large in magnitude for the float64 filter")
     theta, zeta = thresholds(k, Fraction(W_MAX), bmax)
     _TABLES = Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
     _WORK = work
@@ -106,21 +105,21 @@ def softmax_weights(score: list[list[flint.fmpq]], d_head: int) -> np.ndarray:
 
     Each weight is an arb ball at 128 bits; w~ is its midpoint's nearest float, kept only if arb
     proves |w - w~| <= EPS_W w~ + ETA. tau, a float near the largest sigma / s, cancels in the
-    sign of L; W_MAX bounds every w~ (used in zeta; the check fails loudly otherwise).
+    sign of L; W_MAX bounds every w~ (used in zeta). Failures: FormatError (exit 2).
     """
-    tau = max(nearest_float(x) for row in score for x in row) / math.sqrt(d_head)
     weight = np.empty((len(score), len(score[0])))
     eta = flint.arb(2) ** -1075
     with flint.ctx.workprec(128):
         s = flint.arb(d_head).sqrt()
+        tau = arb_float(flint.arb(max(max(row) for row in score)) / s)
         for i, row in enumerate(score):
             for t, sigma in enumerate(row):
                 w = (flint.arb(sigma) / s - tau).exp()
                 weight[i, t] = arb_float(w)
                 if not abs(w - weight[i, t]) <= flint.arb(weight[i, t]) * float(EPS_W) + eta:
-                    raise ArithmeticError("softmax weight not enclosed at 128 bits")
+                    raise FormatError("model: a softmax weight is not enclosed at 128 bits")
     if not weight.max() <= W_MAX:
-        raise ArithmeticError("softmax weight above W_MAX")
+        raise FormatError("model: scores too large for the float64 filter")
     return weight
 
 
