@@ -224,6 +224,7 @@ class Tables:
     delta_eu: np.ndarray
 
 
+@np.errstate(all="ignore")
 def positional_odds(eqkp: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]:
     v, k = eqkp.shape
     pe = np.exp((eqkp - eqkp[:, -1:]) / s)
@@ -240,6 +241,7 @@ def positional_odds(eqkp: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]
     return hi, lo
 
 
+@np.errstate(all="ignore")
 def tables(m: Model, approx: np.ndarray, eps: np.ndarray, mu: np.ndarray, delta_eu) -> Tables:
     v, s = m.v, m.s
     ex = np.exp((approx - approx.max(1, keepdims=True)) / s)

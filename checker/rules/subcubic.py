@@ -265,6 +265,7 @@ def prefix_sums(x: np.ndarray, rnd) -> np.ndarray:
     return out
 
 
+@np.errstate(all="ignore")
 def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     """[q, c, same]: bounds on Σ_{non-max slots} e^{π/s} / Σ_{max slots} e^{π/s} over every
     placement (same = q is the max). Non-query slots are interchangeable: sums of the c largest
@@ -281,9 +282,8 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     odds_hi[:, :, 1] = up(top[:, c] / down(lo[:, -1:] + bot[:, k - 1 - c]))
     odds_lo[:, :, 1] = down(bot[:, c] / up(hi[:, -1:] + top[:, k - 1 - c]))
     c = np.arange(1, k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        odds_hi[:, 1:, 0] = up(up(hi[:, -1:] + top[:, c - 1]) / bot[:, k - c])
-        odds_lo[:, 1:, 0] = down(down(lo[:, -1:] + bot[:, c - 1]) / top[:, k - c])
+    odds_hi[:, 1:, 0] = up(up(hi[:, -1:] + top[:, c - 1]) / bot[:, k - c])
+    odds_lo[:, 1:, 0] = down(down(lo[:, -1:] + bot[:, c - 1]) / top[:, k - c])
     work.add(8 * v * k)
     return odds_hi, odds_lo
 
@@ -349,6 +349,7 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
     return up(mu_hi - mu_lo[0][:, None]), np.broadcast_to(delta[:, None, None], (v, v, 1))
 
 
+@np.errstate(all="ignore")
 def logit_bound(w, eu, wit, gaps, abar, a_lo, a_hi, work: Work) -> np.ndarray:
     """Upper bound on max_{x≠m} logit[x] - logit[m] for every input of each case.
 
@@ -399,7 +400,7 @@ def count(v: int, k: int, gaps: np.ndarray, accepted: np.ndarray) -> int:
     input determines q, m and its number of non-max tokens."""
     total = 0
     for q, m, c in np.argwhere(accepted):
-        cp = int(c) - (q < m)
+        cp = int(c) - int(q < m)
         total += comb(k - 1, cp) * (int(m) - int(gaps[q, m, c]) + 1) ** cp
     return total
 
