@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,14 @@ def random_model(config: MaxOfKConfig, seed: int, grid: int, qk_scale: float) ->
 )
 def test_count_equals_exact_oracle(v: int, k: int, d: int, seed: int, grid: int, qk_scale: float):
     config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=d, d_head=d)
+    weights = random_model(config, seed, grid, qk_scale)
+    assert checker_count(config, weights) == exact_correct_count(weights)
+
+
+@pytest.mark.parametrize(("seed", "grid", "qk_scale"), [(1, 0, 1.0), (2, 1, 0.0), (3, 2, 1.0)])
+def test_count_equals_exact_oracle_with_outer_positions(seed: int, grid: int, qk_scale: float):
+    """K = 5: two inner positions, two looped outer ones and the query."""
+    config = MaxOfKConfig(n_ctx=5, d_vocab=3, d_model=3, d_head=2)
     weights = random_model(config, seed, grid, qk_scale)
     assert checker_count(config, weights) == exact_correct_count(weights)
 
