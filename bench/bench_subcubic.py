@@ -1,0 +1,111 @@
+"""Sub-cubic family benchmark: prints tables (not a test).
+
+1. Every one of the 100 variants on a Max-of-4 model (default: the shipped seed-123 model):
+   bound, checker seconds, checker FLOPs, unexplained dimensionality; prover seconds in total.
+2. Checker FLOPs of the cheapest (quadratic) variant against the cubic proof's checker.
+3. Checker seconds of one quadratic variant over d_vocab in {32, ..., 512} (random weights,
+   d_model 32, K 4) and the fitted exponent of time over d_vocab.
+
+    python bench/bench_subcubic.py [MODEL.safetensors] [--skip-scaling]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from certify.certificate import build
+from certify.circuits import circuits
+from certify.model import MaxOfKConfig, init_weights, load
+from certify.strategies import subcubic as sc
+from checker.cost import Work
+from checker.format import parse
+from checker.rules import subcubic
+
+ROOT = Path(__file__).resolve().parents[1]
+QUADRATIC = "subcubic:mean_query+max_diff/mean_query+diff/mean+max_diff_subproduct_recursive"
+
+
+def check(config, weights, proof) -> tuple[object, Work, float]:
+    cert = parse(json.dumps(build(config, weights, proof)).encode())
+    work = Work()
+    start = time.perf_counter()
+    result = subcubic.check(cert, work)
+    return result, work, time.perf_counter() - start
+
+
+def all_variants(model: Path) -> dict[str, int]:
+    config, weights = load(model)
+    total = config.d_vocab**config.n_ctx
+    start = time.perf_counter()
+    proofs = sc.prove_all(config, weights, circuits(config, weights))
+    prover = time.perf_counter() - start
+    print(f"## {model.name}: all 100 sub-cubic variants (prover {prover:.1f} s for all)\n")
+    print("| bound | checker s | checker FLOPs | unexplained dims | variant |")
+    print("|---|---|---|---|---|")
+    flops = {}
+    rows = []
+    for name, proof in proofs.items():
+        result, work, seconds = check(config, weights, proof)
+        assert result.failed is None, (name, result.failed)
+        flops[name] = work.flops
+        dims = result.report["unexplained_dims"]
+        rows.append((result.verified_count / total, seconds, work.flops, dims, name))
+    for bound, seconds, fl, dims, name in sorted(rows, reverse=True):
+        print(f"| {bound:.4f} | {seconds:.2f} | {fl:,} | {dims} | `{name[9:]}` |")
+    return flops
+
+
+def versus_cubic(model: Path, flops: dict[str, int]) -> None:
+    config, weights = load(model)
+    v, k = config.d_vocab, config.n_ctx
+    try:
+        from certify.strategies.cubic import prove
+        from checker.rules import cubic
+
+        cert = parse(json.dumps(build(config, weights, prove(config, weights, circuits(
+            config, weights)))).encode())  # fmt: skip
+        work = Work()
+        cubic.check(cert, work)
+        cubic_flops, source = work.flops, "cubic checker"
+    except ImportError:
+        cubic_flops, source = v**3 * k**2, "v^3 K^2 formula"
+    cheapest = min(flops, key=flops.get)
+    ratio = cubic_flops / flops[cheapest]
+    print(f"\ncheapest sub-cubic variant `{cheapest[9:]}`: {flops[cheapest]:,} FLOPs; "
+          f"{source}: {cubic_flops:,} FLOPs; ratio {ratio:.1f}x")  # fmt: skip
+
+
+def scaling(vocabs=(32, 64, 128, 256, 512)) -> None:
+    print(f"\n## checker scaling, `{QUADRATIC[9:]}` (random weights, d_model 32, K 4)\n")
+    print("| d_vocab | checker s | checker FLOPs |")
+    print("|---|---|---|")
+    times = []
+    for v in vocabs:
+        config = MaxOfKConfig(n_ctx=4, d_vocab=v, d_model=32, d_head=32)
+        weights = init_weights(config, seed=v)
+        proof = sc.prove_all(config, weights, circuits(config, weights), [QUADRATIC])[QUADRATIC]
+        result, work, seconds = check(config, weights, proof)
+        assert result.failed is None
+        times.append(seconds)
+        print(f"| {v} | {seconds:.2f} | {work.flops:,} |")
+    slope = np.polyfit(np.log(vocabs), np.log(times), 1)[0]
+    tail = np.polyfit(np.log(vocabs[-3:]), np.log(times[-3:]), 1)[0]
+    print(f"\nfitted exponent of checker time over d_vocab: {slope:.2f} (last three: {tail:.2f})")
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    model = Path(args[0]) if args else ROOT / "certificates" / "models" / "max4_seed123.safetensors"
+    flops = all_variants(model)
+    versus_cubic(model, flops)
+    if "--skip-scaling" not in sys.argv:
+        scaling()
+
+
+if __name__ == "__main__":
+    main()
