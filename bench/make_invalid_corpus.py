@@ -32,6 +32,7 @@ from tests.oracle import exact_correct_count
 
 # name -> (K, d_vocab, d_model, seed, steps): trained with the paper's recipe, fewer steps
 TRAINED = {"max2_v4": (2, 4, 8, 1, 300), "max3_v6": (3, 6, 8, 1, 500), "max3_v8": (3, 8, 8, 2, 600)}
+_DTYPE = {"float32": "<f4", "float64": "<f8", "int64": "<i8"}
 Entry = tuple[str, int, str, str, bytes]  # name, exit status, message substring, reason, bytes
 
 
@@ -85,7 +86,7 @@ def cubic_doc(weights: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str,
     return build(config, weights, proof), proof.report
 
 
-def first_rejected(candidates: list[bytes]) -> bytes:
+def first_rejected(candidates: list[bytes]) -> bytes | None:
     """The first candidate the checker rejects (exit 1): a lemma it cannot establish."""
     path = INVALID / "_candidate.json"
     try:
@@ -95,7 +96,7 @@ def first_rejected(candidates: list[bytes]) -> bytes:
                 return data
     finally:
         path.unlink(missing_ok=True)
-    raise AssertionError("no candidate was rejected")
+    return None
 
 
 def case_limits(v: int, k: int) -> np.ndarray:
@@ -202,6 +203,44 @@ def cubic_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
             with_lemma(doc, "proved", proved.astype(np.float64)),
         ),
     ]
+
+
+def subcubic_doc(weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    config, weights = validate(weights)
+    return build(
+        config, weights, prove("best-subcubic", config, weights, circuits(config, weights))
+    )
+
+
+def nudged_elements(doc: dict[str, Any], where: str, limit: int = 200) -> list[bytes]:
+    """doc with one element of the array at ``where`` moved by one ulp (floats) or one (ints)."""
+    obj = doc
+    for key in where.split("/"):
+        obj = obj[key]
+    a = np.frombuffer(base64.b64decode(obj["data"]), _DTYPE[obj["dtype"]]).reshape(obj["shape"])
+    out = []
+    for i in list(np.ndindex(a.shape))[:limit]:
+        for step in (1, -1):
+            b = a.copy()
+            b[i] = np.nextafter(b[i], step * np.inf) if b.dtype.kind == "f" else b[i] + step
+            data = base64.b64encode(b.tobytes()).decode()
+            out.append(dumps(set_at(doc, where, {**obj, "data": data})))
+    return out
+
+
+def subcubic_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
+    """Planted-bad sub-cubic certificates: a witness or a lemma moved by the smallest step."""
+    doc = subcubic_doc(weights)
+    entries = []
+    for part in ("witnesses", "lemmas"):
+        for name in sorted(doc[part]):
+            if not isinstance(doc[part][name], dict) or "data" not in doc[part][name]:
+                continue
+            bad = first_rejected(nudged_elements(doc, f"{part}/{name}"))
+            if bad is not None:
+                reason = f"subcubic: one element of {part}.{name} moved by one ulp (or by one)"
+                entries.append((f"subcubic_{part}_{name}_nudged", 1, "REJECTED", reason, bad))
+    return entries
 
 
 def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
@@ -662,7 +701,7 @@ def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
         "an unknown top-level field",
         {**tiny, "trust_me": True},
     )
-    return E + cubic_corpus(models["max3_v6"])
+    return E + cubic_corpus(models["max3_v6"]) + subcubic_corpus(models["max3_v6"])
 
 
 def main() -> None:
@@ -675,6 +714,7 @@ def main() -> None:
         assert int(doc["claim"]["correct_count"]) == exact_correct_count(weights), name
         (SMALL / f"{name}.brute.cert.json").write_bytes(dumps(doc))
         (SMALL / f"{name}.cubic.cert.json").write_bytes(dumps(cubic_doc(weights)[0]))
+        (SMALL / f"{name}.subcubic.cert.json").write_bytes(dumps(subcubic_doc(weights)))
         claim = doc["claim"]
         print(f"small/{name}.brute.cert.json: {claim['correct_count']} of {claim['total']}")
     INVALID.mkdir(parents=True, exist_ok=True)
