@@ -135,6 +135,7 @@ def exp_scaled(scores: flint.fmpq_mat, d_head: int, work: Work) -> Interval:
     entries = scores.entries()
     lo, hi = np.empty(rows * cols), np.empty(rows * cols)
     for r in range(rows):
+        work.tick("cubic: softmax factors", r, rows)
         row = entries[r * cols : (r + 1) * cols]
         top = max(row)
         for j, x in enumerate(row):
@@ -161,7 +162,7 @@ def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Inte
             acc_lo.append(np.maximum(down(acc_lo[-1] + lo[:, n]), 0.0))
             acc_hi.append(up(acc_hi[-1] + hi[:, n]))
         sums.append((np.stack(acc_lo, axis=1), np.stack(acc_hi, axis=1)))
-        work.add(4 * lo.size)
+        work.add(2 * lo.size)
     return sums[0], sums[1]
 
 
@@ -195,7 +196,7 @@ def count_at(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> np.nd
         sy = up_mul((ys[0][:, c, None], ys[1][:, c, None]), h_k)
         s.append(up(sx[:, :, None] + sy))
     counts = (np.maximum(s[0], s[1]) <= 0).sum(axis=2)
-    work.add(5 * h.size + 8 * h_k.size + 10 * v * k)
+    work.add(4 * h.size + 11 * h_k.size + 11 * v * k)
     # c = 0: the single input (m, .., m, q), wrong tokens not split from the attention
     base = up(up(eu_c + pvou_star) + margin[:, m, 0, None])  # [q, x]
     w_m = mul_iv((alpha[0][:, m], alpha[1][:, m]), (asc[0][:, -1], asc[1][:, -1]))
