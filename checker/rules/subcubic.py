@@ -89,8 +89,8 @@ def check(cert: Certificate, work: Work) -> RuleResult:
 
 def options(cert: Certificate) -> tuple[str, str, str]:
     o = cert.options
-    if not isinstance(o, dict) or set(o) != {"eu", "attention", "eps"}:
-        raise FormatError("strategy.options: expected exactly eu, attention, eps")
+    if set(o) != {"eu", "attention", "eps"} or not all(isinstance(x, str) for x in o.values()):
+        raise FormatError("strategy.options: expected exactly eu, attention, eps (strings)")
     if o["eu"] not in EU_OPTIONS or o["attention"] not in ATTENTION_OPTIONS:
         raise FormatError("strategy.options: unknown eu or attention option")
     if o["eps"] not in EPS_CHAIN:
