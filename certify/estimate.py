@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from certify.circuits import Circuits, logits
+from certify.circuits import Circuits
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,41 @@ def sample_strata(table: np.ndarray, k: int, count: int, rng: np.random.Generato
     return seqs
 
 
-def correct(c: Circuits, tokens: np.ndarray) -> np.ndarray:
-    """Which inputs the model gets right (float64; a tie counts as wrong)."""
+def enumerate_strata(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every input of every stratum row of ``table``, and the row each input came from.
+
+    Strata sharing (n_m, j) differ only in m and q: one template per pair, with m and q filled in.
+    """
+    tokens, owner = [np.zeros((0, k), np.int64)], [np.zeros(0, np.int64)]
+    for n_m, j in np.unique(table[:, 2:4], axis=0):
+        rows = np.flatnonzero((table[:, 2] == n_m) & (table[:, 3] == j))
+        template = enumerate_stratum(-1, -2, n_m, j, k)[None]  # -1 marks m, -2 marks q
+        m, q = table[rows, 0, None, None], table[rows, 1, None, None]
+        filled = np.where(template == -1, m, np.where(template == -2, q, template))
+        tokens.append(filled.reshape(-1, k))
+        owner.append(np.repeat(rows, template.shape[1]))
+    return np.concatenate(tokens), np.concatenate(owner)
+
+
+def correct(c: Circuits, tokens: np.ndarray, batch: int = 16384) -> np.ndarray:
+    """Which inputs the model gets right (float64; a tie counts as wrong).
+
+    The same closed form as ``certify.circuits.logits``, summed position by position.
+    """
     out = np.empty(len(tokens), dtype=bool)
-    for start in range(0, len(tokens), 65536):
-        batch = tokens[start : start + 65536]
-        lg = logits(c, batch)
-        target = batch.max(axis=1)
-        rows = np.arange(len(batch))
+    for start in range(0, len(tokens), batch):
+        t = tokens[start : start + batch]
+        q, rows = t[:, -1], np.arange(len(t))
+        scores = (c.eqke[q[:, None], t] + c.eqkp[q]) / c.scale
+        a = np.exp(scores - scores.max(axis=1, keepdims=True))
+        a /= a.sum(axis=1, keepdims=True)
+        lg = c.eu[q] + a @ c.pvou
+        for i in range(t.shape[1]):
+            lg += a[:, i, None] * c.evou[t[:, i]]
+        target = t.max(axis=1)
         right = lg[rows, target].copy()
         lg[rows, target] = -np.inf
-        out[start : start + len(batch)] = right > lg.max(axis=1)
+        out[start : start + len(t)] = right > lg.max(axis=1)
     return out
 
 
@@ -123,15 +147,21 @@ def estimate_accuracy(
     table = strata(v, k)
     small = np.flatnonzero(table[:, 4] <= samples_per_stratum)
     large = np.flatnonzero(table[:, 4] > samples_per_stratum)
-    batches = [sample_strata(table[large], k, samples_per_stratum, rng)]
-    owner = [np.repeat(large, samples_per_stratum)]
-    for index in small:
-        m, q, n_m, j, _ = table[index]
-        batches.append(enumerate_stratum(m, q, n_m, j, k))
-        owner.append(np.full(len(batches[-1]), index))
-    tokens, owner_ids = np.concatenate(batches), np.concatenate(owner)
-    hits = np.bincount(owner_ids, weights=correct(c, tokens), minlength=len(table))
-    drawn = np.bincount(owner_ids, minlength=len(table)).astype(float)
+    hits, drawn = np.zeros(len(table)), np.zeros(len(table))
+
+    def tally(tokens: np.ndarray, owner: np.ndarray) -> None:
+        hits[:] += np.bincount(owner, weights=correct(c, tokens), minlength=len(table))
+        drawn[:] += np.bincount(owner, minlength=len(table))
+
+    enumerated, owner = enumerate_strata(table[small], k)
+    tally(enumerated, small[owner])
+    chunk = max(1, 2**16 // samples_per_stratum)  # strata per chunk: keep arrays in cache
+    for start in range(0, len(large), chunk):
+        part = large[start : start + chunk]
+        tally(
+            sample_strata(table[part], k, samples_per_stratum, rng),
+            part.repeat(samples_per_stratum),
+        )
     size = table[:, 4].astype(float)
     total = float(v) ** k
     accuracy = float(np.sum(size * hits / drawn) / total)
@@ -143,6 +173,6 @@ def estimate_accuracy(
         accuracy=accuracy,
         low=max(0.0, accuracy - half),
         high=min(1.0, accuracy + half),
-        samples=len(tokens),
+        samples=int(drawn.sum()),
         strata=len(table),
     )
