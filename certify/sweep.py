@@ -23,6 +23,7 @@ import json
 import math
 import multiprocessing
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -164,7 +165,13 @@ def model_task(spec: ModelSpec, models_dir: str, samples: int | None = None) -> 
 def strategy_task(
     spec: ModelSpec, model_path: str, strategy: str, certs_dir: str
 ) -> dict[str, Any]:
-    """Prove, write the certificate, check it; one results row (verdict from the checker)."""
+    """Prove, write the certificate, check it; one results row (verdict from the checker).
+
+    In a daemonic process (a Dask worker), which may not start the worker pools of the brute
+    force prover and checker, the task runs in a fresh Python subprocess instead.
+    """
+    if multiprocessing.current_process().daemon:
+        return _detached(spec, model_path, strategy, certs_dir)
     row: dict[str, Any] = {**asdict(spec), "strategy": strategy, "total": str(spec.total)}
     try:
         from certify.certificate import build, write
@@ -185,6 +192,13 @@ def strategy_task(
     except Exception as err:  # a prover bug is recorded, not fatal to the sweep
         return row | {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
     return row | checker_row(run_checker(cert), spec, strategy)
+
+
+def _detached(spec: ModelSpec, model_path: str, strategy: str, certs_dir: str) -> dict[str, Any]:
+    args = json.dumps([asdict(spec), model_path, strategy, certs_dir])
+    proc = subprocess.run([sys.executable, "-m", "certify.sweep", args], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 _CHECKER_LOCK = threading.Lock()  # redirect_stdout is process-wide: one check per process
@@ -436,3 +450,8 @@ def cmd_sweep(args) -> int:
         f"{stats.errors} errors, {stats.seconds:.1f} s -> {args.db}"
     )
     return 1 if stats.errors else 0
+
+
+if __name__ == "__main__":  # one strategy task, for _detached: JSON args in, JSON row out
+    _spec, _path, _strategy, _certs = json.loads(sys.argv[1])
+    print(json.dumps(strategy_task(ModelSpec(**_spec), _path, _strategy, _certs)))
