@@ -79,7 +79,7 @@ def count_for_query(c: Circuits, q: int) -> int:
         shape[axis] = v
         inner = inner + table[j].reshape(*shape, v)
         inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
-    inner = inner.reshape(-1, v)
+    inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, input]: max over axis 0 is fast
     inner_max = inner_max.reshape(-1)
     rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
@@ -88,10 +88,10 @@ def count_for_query(c: Circuits, q: int) -> int:
     for outer in itertools.product(range(v), repeat=free - n_inner):
         base = g_query + sum((table[j, t] for j, t in enumerate(outer)), np.zeros(v))
         target = np.maximum(inner_max, max(outer, default=q))
-        np.add(inner, base, out=block)
-        right = block[rows, target]
-        block[rows, target] = -np.inf
-        count += int(np.count_nonzero(right > block.max(axis=1)))
+        np.add(inner, base[:, None], out=block)
+        right = block[target, rows]
+        block[target, rows] = -np.inf
+        count += int(np.count_nonzero(right > block.max(axis=0)))
     return count
 
 
