@@ -60,7 +60,7 @@ def _positive(kind: type) -> Any:
 
 def verify(args: argparse.Namespace) -> int:
     """Parse, run the strategy's rule, and report. Returns the exit status."""
-    from checker.selftest import environment_problem
+    from checker.selftest import arithmetic_problem, environment_problem
 
     keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
     result = {"verdict": "error", **dict.fromkeys((*keys, "total", "bound", "bound_decimal"))}
@@ -68,7 +68,7 @@ def verify(args: argparse.Namespace) -> int:
     work = Work(args.time_limit, progress=sys.stderr.isatty())
     status = UNUSABLE
     try:
-        if problem := environment_problem():
+        if problem := environment_problem() or arithmetic_problem():
             raise FormatError(f"unsafe floating-point environment: {problem}")
         cert = _read(args)
         work.tick()
