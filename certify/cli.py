@@ -97,6 +97,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     from certify.strategies import prove
 
     config, weights = load(args.model)
+    if args.strategy == "all":
+        return emit_all(args.model, config, weights)
     start = time.perf_counter()
     proof = prove(args.strategy, config, weights, circuits(config, weights))
     seconds = time.perf_counter() - start
@@ -107,6 +109,39 @@ def cmd_emit(args: argparse.Namespace) -> int:
         f"{proof.strategy}: at least {proof.correct_count} of {total} inputs correct, "
         f"bound {proof.correct_count / total:.6f} ({seconds:.1f} s) -> {out}"
     )
+    return 0
+
+
+def emit_all(model: str, config, weights) -> int:
+    """Brute force (where v^K <= 2^25), cubic and all 100 sub-cubic variants: each certificate
+    is written beside MODEL and checked; prints one table row per strategy."""
+    from certify.certificate import build, write
+    from certify.circuits import circuits
+    from certify.strategies import prove
+    from certify.strategies.subcubic import prove_all
+    from certify.sweep import run_checker
+
+    c = circuits(config, weights)
+    names = (["brute"] if config.d_vocab**config.n_ctx <= 2**25 else []) + ["cubic"]
+    timed = []
+    for name in names:
+        start = time.perf_counter()
+        timed.append((name, prove(name, config, weights, c), time.perf_counter() - start))
+    start = time.perf_counter()
+    subcubic = prove_all(config, weights, c)
+    share = (time.perf_counter() - start) / len(subcubic)  # the search is shared
+    timed += [(name, proof, share) for name, proof in subcubic.items()]
+    columns = ("strategy", "verdict", "bound", "checker FLOPs", "unexplained dims", "prover s")
+    print("| " + " | ".join(columns) + " | checker s |\n|---|---|---:|---:|---:|---:|---:|")
+    for name, proof, seconds in timed:
+        out = default_output(model, name)
+        write(build(config, weights, proof), out)
+        r = run_checker(Path(out))
+        print(
+            f"| {name} | {r['verdict']} | {r.get('bound_decimal')} | {r.get('flops', 0):,} | "
+            f"{r.get('unexplained_dims')} | {seconds:.2f} | {r.get('seconds')} |",
+            flush=True,
+        )
     return 0
 
 
