@@ -172,7 +172,14 @@ def strategy_task(
     """
     if multiprocessing.current_process().daemon:
         return _detached(spec, model_path, strategy, certs_dir)
-    row: dict[str, Any] = {**asdict(spec), "strategy": strategy, "total": str(spec.total)}
+    safe = strategy.replace(":", "-").replace("/", "_")
+    cert = Path(certs_dir) / f"{spec.stem}.{safe}.cert.json"
+    row = {**asdict(spec), "strategy": strategy, "total": str(spec.total)}
+    return row | prove_and_check(model_path, strategy, cert)
+
+
+def prove_and_check(model_path: str | Path, strategy: str, cert: Path) -> dict[str, Any]:
+    """Run the prover, write its certificate to ``cert``, check it: result columns."""
     try:
         from certify.certificate import build, write
         from certify.circuits import circuits
@@ -182,16 +189,15 @@ def strategy_task(
         config, weights = load(model_path)
         start = time.perf_counter()
         proof = prove(strategy, config, weights, circuits(config, weights))
-        row["prover_seconds"] = time.perf_counter() - start
+        row: dict[str, Any] = {"prover_seconds": time.perf_counter() - start}
         row["prover_report"] = json.dumps(proof.report, default=str)
-        safe = strategy.replace(":", "-").replace("/", "_")
-        cert = Path(certs_dir) / f"{spec.stem}.{safe}.cert.json"
         cert.parent.mkdir(parents=True, exist_ok=True)
         write(build(config, weights, proof), cert)
         row["certificate"] = str(cert)
     except Exception as err:  # a prover bug is recorded, not fatal to the sweep
-        return row | {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
-    return row | checker_row(run_checker(cert), spec, strategy)
+        return {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
+    dims = paper_dims(config.d_vocab, config.n_ctx, strategy)
+    return row | checker_row(run_checker(cert), dims)
 
 
 def _detached(spec: ModelSpec, model_path: str, strategy: str, certs_dir: str) -> dict[str, Any]:
@@ -217,13 +223,11 @@ def run_checker(cert: Path) -> dict[str, Any]:
         return {"verdict": "error", "failed_claim": f"checker crashed: {_one_line(err)}"}
 
 
-def checker_row(result: dict[str, Any], spec: ModelSpec, strategy: str) -> dict[str, Any]:
+def checker_row(result: dict[str, Any], fallback_dims: int | None = None) -> dict[str, Any]:
     """Map the checker's JSON to result columns; the bound counts only if verified."""
     verified = result.get("verdict") == "verified"
     bound_exact = result.get("bound") if verified else None
-    dims = result.get("unexplained_dims")
-    if dims is None:
-        dims = paper_dims(spec, strategy)
+    dims = result.get("unexplained_dims", fallback_dims)
     return {
         "verdict": result.get("verdict", "error"),
         "claimed_count": result.get("claimed_count"),
@@ -237,9 +241,8 @@ def checker_row(result: dict[str, Any], spec: ModelSpec, strategy: str) -> dict[
     }
 
 
-def paper_dims(spec: ModelSpec, strategy: str) -> int | None:
+def paper_dims(v: int, k: int, strategy: str) -> int | None:
     """Fallback when the checker does not report it: paper-notes §4 for brute and cubic."""
-    v, k = spec.d_vocab, spec.k
     return {"brute": v ** (k + 1), "cubic": 3 * v * v + 2 * k * v}.get(strategy)
 
 
