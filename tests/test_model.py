@@ -108,17 +108,26 @@ def test_bad_model_files_raise_one_line_errors(tmp_path: Path) -> None:
         assert "\n" not in message and str(path) in message, label
 
 
-def test_bad_model_file_cli_exits_nonzero_without_traceback(tmp_path: Path) -> None:
+def test_bad_model_file_cli_exits_nonzero_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from certify.cli import main
+
     for label, path in _broken_files(tmp_path).items():
-        proc = subprocess.run(
-            [sys.executable, "-m", "certify.cli", "accuracy", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert proc.returncode == 2, label
-        assert "Traceback" not in proc.stderr and "pwned" not in proc.stdout, label
-        assert len(proc.stderr.strip().splitlines()) == 1, (label, proc.stderr)
+        assert main(["accuracy", str(path)]) == 2, label
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err and "pwned" not in out, label
+        assert len(err.strip().splitlines()) == 1, (label, err)
+
+
+def test_cli_error_is_one_line_in_a_fresh_process(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "certify.cli", "accuracy", str(tmp_path / "missing.pt")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
 def test_circuit_logits_match_torch_forward_pass() -> None:
