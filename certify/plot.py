@@ -312,7 +312,7 @@ def _bound_vs_sigma(rows: list[dict[str, Any]], k: int):
         xs, ys = zip(*sorted(best[name].items()), strict=True)
         ax.plot(xs, ys, "o-", ms=4, lw=0.8, alpha=0.8, color=COLOURS[name], label=name)
     if best:
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_xscale("log")
     ax.set_xlabel("σ1 / σ2 of EQKE")
     ax.set_ylabel(f"bound / {_accuracy_label(rows)} accuracy")
