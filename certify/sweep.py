@@ -22,6 +22,7 @@ import io
 import json
 import math
 import multiprocessing
+import os
 import sqlite3
 import subprocess
 import sys
@@ -344,11 +345,18 @@ def run_sweep(
                 future = pool.submit(strategy_task, spec, path, name, certs_dir)
                 pending[future] = ("result", spec, name)
 
+        def submit_model() -> None:
+            if unmodelled:
+                spec = unmodelled.pop(0)
+                pending[pool.submit(model_task, spec, models_dir, samples)] = ("model", spec, None)
+
+        # Models are started a few at a time, so that proofs of finished models run early.
+        unmodelled = [spec for spec in sorted(todo) if spec not in have_models]
         for spec in sorted(todo):
             if spec in have_models:
                 submit_strategies(spec, have_models[spec])
-            else:
-                pending[pool.submit(model_task, spec, models_dir, samples)] = ("model", spec, None)
+        for _ in range(max(2, workers or os.cpu_count() or 1)):
+            submit_model()
         while pending:
             done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
             for future in done:
@@ -362,9 +370,11 @@ def run_sweep(
                         _note(bar, f"{spec.stem}: model task failed: {_one_line(err)}")
                         if bar is not None:
                             bar.update(1 + len(todo[spec]))
+                        submit_model()
                         continue
                     insert(con, "models", row)
                     submit_strategies(spec, row["path"])
+                    submit_model()
                 else:
                     row = _result_or_error(future, spec, name)
                     stats.errors += row["verdict"] == "error"

@@ -19,7 +19,8 @@ from certify.strategies.brute import correct_count
 from certify.sweep import PAPER_SEEDS, ModelSpec, parse_seeds, resolve_strategies, run_sweep
 from certify.train import train
 
-STRATEGIES = [s for s in ("brute", "cubic") if s in strategy_names()]
+SUBCUBIC = "subcubic:mean_query+max_diff/mean_query+diff/max_diff"
+STRATEGIES = [s for s in ("brute", "cubic", SUBCUBIC) if s in strategy_names()]
 PLAN = [(ModelSpec(3, 5, 8, 150, seed), STRATEGIES) for seed in (1, 2)]
 DETERMINISTIC = "k, d_vocab, d_model, steps, seed, strategy, verdict, claimed_count, \
 verified_count, total, bound_exact, flops, unexplained_dims"
@@ -183,5 +184,16 @@ def test_plot_writes_the_figures_and_table(swept: Path, tmp_path: Path):
     table = (tmp_path / "table.md").read_text()
     assert tmp_path / "table.md" in paths
     for strategy in STRATEGIES:
-        assert {"brute": "| Brute force |", "cubic": "| Cubic |"}[strategy] in table
+        label = {"brute": "| Brute force |", "cubic": "| Cubic |", SUBCUBIC: "| Low-rank QK & EU |"}
+        assert label[strategy] in table
     assert "exact accuracy" in table
+
+
+def test_a_broken_model_file_is_reported_and_the_rest_still_runs(tmp_path: Path):
+    broken, fine = ModelSpec(3, 5, 8, 150, 3), ModelSpec(3, 5, 8, 150, 4)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / f"{broken.stem}.safetensors").write_bytes(b"not a model")
+    plan = [(broken, ["cubic"]), (fine, ["cubic"])]
+    stats = run_sweep(plan, tmp_path / "r.sqlite", workers=1, progress=False)
+    assert stats.errors == 2 and stats.ran == 3
+    assert [r[4:7] for r in rows(tmp_path / "r.sqlite")] == [(4, "cubic", "verified")]
