@@ -1,6 +1,6 @@
 """Sound brute-force checker vs the prover's float64 count, measured in the same run.
 
-    python bench/bench_brute.py [MAX4.safetensors] [MAX5.safetensors]
+    python bench/bench_brute.py [MODEL.safetensors ...]   (default: shipped Max-of-4 and Max-of-5)
 
 Prints, per model: the prover's float64 count and time (``certify.strategies.brute``), the
 checker's verified count, time, peak memory (this process + its workers), FLOPs and the ratio;
@@ -71,7 +71,8 @@ def bench(path: str) -> None:
 
 
 def main() -> None:
-    paths = sys.argv[1:] or ["/tmp/m/s123.safetensors"]
+    models = ROOT / "certificates" / "models"
+    paths = sys.argv[1:] or [models / f"max{k}_seed123.safetensors" for k in (4, 5)]
     print(
         "| model | prover count | prover s | checker count | checker s | ratio | "
         "peak MiB | checker FLOPs | undecided |"
