@@ -270,7 +270,7 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     """[q, c, same]: bounds on Σ_{non-max slots} e^{π/s} / Σ_{max slots} e^{π/s} over every
     placement (same = q is the max). Non-query slots are interchangeable: sums of the c largest
     upper bounds / n smallest lower bounds bound every placement. Query slot: π = 0."""
-    eqkp = w.mul(w.mul(chain(w, "quad")[0], stack(w.Q, w.bQ, False)), w.mul(w.P, w.K).transpose())
+    eqkp = w.eqkp()  # (E_q Q + b_Q)(P K)^T, exact
     v, k = eqkp.nrows(), eqkp.ncols()
     e = eqkp.entries()
     lo, hi = exp_bounds(e, [e[i * k + k - 1] for i in range(v)], k, inv_s, work)
