@@ -9,9 +9,7 @@ unchanged and everything downstream (circuits, certificates) sees the same names
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -188,29 +186,12 @@ def _load_torch(path: Path) -> dict[str, np.ndarray]:
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    """Minimal safetensors reader (8-byte header length, JSON header, raw little-endian data)."""
-    dtypes = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4", "BOOL": "?"}
-    data = path.read_bytes()
+    from safetensors.numpy import load_file
+
     try:
-        (n,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + n])
-        body = memoryview(data)[8 + n :]
-        out = {}
-        for key, meta in header.items():
-            if key == "__metadata__":
-                continue
-            if meta["dtype"] not in dtypes:
-                raise ModelError(f"{path}: tensor {key!r} has unsupported dtype {meta['dtype']}")
-            start, end = meta["data_offsets"]
-            if not 0 <= start <= end <= len(body):
-                raise ValueError("offsets out of range")
-            arr = np.frombuffer(body[start:end], dtype=dtypes[meta["dtype"]])
-            out[key] = arr.reshape(meta["shape"])
-    except ModelError:
-        raise
-    except Exception as e:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several types for corrupt files
         raise ModelError(f"{path}: not a valid safetensors file ({type(e).__name__})") from None
-    return out
 
 
 def save(weights: dict[str, np.ndarray], path: str | Path) -> None:
