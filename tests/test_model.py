@@ -178,3 +178,14 @@ def test_training_is_deterministic_and_learns() -> None:
     assert all(np.all(a[k] == 0) for k in a if k.rsplit(".", 1)[-1].startswith("b_"))
     accuracy = correct_count(circuits(config, a), workers=1) / 8**2
     assert accuracy > 0.9
+
+
+def test_accuracy_refuses_huge_input_spaces_and_offers_an_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from certify.cli import main
+
+    config = MaxOfKConfig(n_ctx=12, d_vocab=64, d_model=4, d_head=4)
+    save(init_weights(config, 0), tmp_path / "m.pt")
+    assert main(["accuracy", str(tmp_path / "m.pt")]) == 2
+    assert "--estimate" in capsys.readouterr().err
