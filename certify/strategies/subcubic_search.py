@@ -1,49 +1,73 @@
 """Proof search for the sub-cubic family (untrusted; never part of the checked proof).
 
 - ``peels``: the low-rank directions peeled off the EQKE factors (SVD of the row-centred EQKE
-  for the query and size directions; top singular vectors of the residuals and of Q, K).
-- ``eu_centre``: the d-vector subtracted from every E_q row in the ``svd_query`` EU option.
+  for the query and size directions; top singular vectors of the residuals and of Q, K), at the
+  paper's ranks or at the checker's maximum rank 8 (``prove_all`` keeps whichever proves more).
+- ``eu_centres``/``local_search``: candidate d-vectors subtracted from every E_q row in the
+  ``svd_query`` EU option (mean row, median, SVD, hill climbing on the proved count).
 - ``gaps_and_means``: the attention means ā[m, c] and the smallest gap g[q, m, c] proving each
-  case (the bound is monotone in g: a larger gap only raises Δ and lowers W), by bisection.
+  case (the bound is monotone in g: a larger gap only raises Δ and lowers W), by bisection;
+  ``refine_means`` then picks ā per (m, c) from a few candidates by proved count.
 """
 
 from __future__ import annotations
+
+import warnings
+from math import comb
 
 import numpy as np
 
 from certify.strategies import subcubic as sc
 
-
-def _top_left(a: np.ndarray) -> np.ndarray:
-    return np.linalg.svd(a, full_matrices=False)[0][:, 0]
+MAX_RANK = 8  # the checker's MAX_PEEL_RANK
 
 
-def peels(m: sc.Model, kind: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """[(X_i, Y_i)] with F_i⊥ = F_i - X_i Y_i^T for each factor of the chain."""
+def _left(a: np.ndarray, r: int) -> np.ndarray:
+    return np.linalg.svd(a, full_matrices=False)[0][:, :r]
+
+
+def peels(m: sc.Model, kind: str, wide: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(X_i, Y_i)] with F_i⊥ = F_i - X_i Y_i^T for each factor of the chain: the paper's ranks
+    (pair 1, 1; quad 2, 1, 1, 2) or, if ``wide``, the checker's maximum rank on every factor."""
     if kind == "none":
         return []
     eqke = m.eqke
     u_svd, _, vt = np.linalg.svd(eqke - eqke.mean(1, keepdims=True), full_matrices=False)
-    u, w = u_svd[:, :1], vt[:1].T  # query direction (vocab) and size direction (vocab)
+    r = MAX_RANK if wide else 1
     if kind == "pair":
         A, B = sc.chain(m, "pair")
+        u, w = u_svd[:, :r], vt[:r].T  # query directions (vocab) and size directions (vocab)
         return [(u, A.T @ u), (B @ w, w)]
     F1, F2, F3, F4 = m.F
-    u2 = _top_left(F1 - u @ (u.T @ F1))[:, None]
-    X1 = np.hstack([u, u2])
-    w2 = _top_left((F4 - (F4 @ w) @ w.T).T)[:, None]
-    Y4 = np.hstack([w, w2])
-    x2, x3 = _top_left(F2)[:, None], _top_left(F3)[:, None]
+    u, w = u_svd[:, :1], vt[:1].T
+    r = MAX_RANK if wide else 2
+    X1 = np.hstack([u, _left(F1 - u @ (u.T @ F1), r - 1)])
+    Y4 = np.hstack([w, _left((F4 - (F4 @ w) @ w.T).T, r - 1)])
+    r = MAX_RANK if wide else 1
+    x2, x3 = _left(F2, r), _left(F3, r)
     return [(X1, F1.T @ X1), (x2, F2.T @ x2), (x3, F3.T @ x3), (F4 @ Y4, Y4)]
 
 
-def eu_centre(m: sc.Model) -> np.ndarray:
-    """The rank-1 SVD reconstruction's mean row of E_q, or the coordinate-wise median, whichever
-    gives the smaller total EU slack Σ_q Σ_j |E_q[q,j] - e_j| range_j(U)."""
+def eu_centres(m: sc.Model) -> list[np.ndarray]:
+    """Candidate centres for the ``svd_query`` EU option: the mean row of E_q (so svd_query is
+    never below mean_query), the coordinate-wise median (least total EU slack) and the rank-1
+    SVD reconstruction's mean row; the prover keeps the one proving the most inputs."""
     u, s, vt = np.linalg.svd(m.Eq, full_matrices=False)
-    candidates = [u[:, 0].mean() * s[0] * vt[0], np.median(m.Eq, axis=0)]
-    spread = np.ptp(m.U, axis=1)
-    return min(candidates, key=lambda e: float(np.sum(np.abs(m.Eq - e) @ spread)))
+    return [m.Eq.mean(0), np.median(m.Eq, axis=0), u[:, 0].mean() * s[0] * vt[0]]
+
+
+def local_search(count, start: np.ndarray, scale: np.ndarray, steps: int = 10) -> np.ndarray:
+    """Random-perturbation hill climbing on ``count`` (the float64 proved count) from ``start``,
+    at three step sizes; deterministic (fixed seed)."""
+    rng = np.random.default_rng(0)
+    best, best_count = start, count(start)
+    for size in (0.3, 0.1, 0.03):
+        for _ in range(steps):
+            trial = best + size * scale * rng.standard_normal(best.shape)
+            n = count(trial)
+            if n > best_count:
+                best, best_count = trial, n
+    return best
 
 
 def _provable(t: sc.Tables, gaps: np.ndarray, abar: np.ndarray) -> np.ndarray:
@@ -67,6 +91,21 @@ def _min_gaps(t: sc.Tables, abar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(ok, hi, 1), ok
 
 
+def _float_counts(v: int, k: int, gaps: np.ndarray) -> np.ndarray:
+    """case_counts in float64 (exact: every count is below 2^53), for comparisons."""
+    q, mm, c = sc.case_grid(v, k)
+    cp = np.where(q == mm, c, c - 1)
+    binom = np.array([comb(k - 1, i) for i in range(k)] + [0.0])[np.where(cp >= 0, cp, k)]
+    base = np.maximum(mm - gaps + 1, 0).astype(float) ** np.maximum(cp, 0)
+    return binom * base * sc.valid_cases(v, k, gaps)
+
+
+def _first_gaps(v: int, k: int) -> np.ndarray:
+    q, mm, _ = sc.case_grid(v, k)
+    gaps = np.where(q == mm, np.maximum(mm, 1), np.maximum(mm - q, 1))
+    return np.broadcast_to(gaps, (v, v, k)).copy()
+
+
 def gaps_and_means(t: sc.Tables, use_mean: bool):
     """(gaps, ā, proved, count): two rounds of ā = mean over proved q of α_lo, then gaps."""
     v, k = t.v, t.k
@@ -74,9 +113,7 @@ def gaps_and_means(t: sc.Tables, use_mean: bool):
     best = None
     rounds = 3 if use_mean else 1
     q, mm, _ = sc.case_grid(v, k)
-    gaps = np.broadcast_to(
-        np.where(q == mm, np.maximum(mm, 1), np.maximum(mm - q, 1)), (v, v, k)
-    ).copy()
+    gaps = _first_gaps(v, k)
     for _ in range(rounds):
         if use_mean:
             a_lo, _ = sc.attention_bracket(t, gaps)
@@ -90,3 +127,34 @@ def gaps_and_means(t: sc.Tables, use_mean: bool):
             best = (new_gaps, abar.copy(), proved, count)
         gaps = np.where(proved, new_gaps, gaps)
     return best
+
+
+@np.errstate(all="ignore")
+def refine_means(t: sc.Tables, best):
+    """Improve ``gaps_and_means``'s ā per (m, c): the cases of one (m, c) depend on ā[m, c] only,
+    so try constants on a grid and quantiles of α_lo over q, and keep per (m, c) the ā proving
+    the most inputs (never fewer than ``best``)."""
+    v, k = t.v, t.k
+    gaps, abar, proved, _ = best
+    per = (_float_counts(v, k, gaps) * proved).sum(0)
+    q, mm, _ = sc.case_grid(v, k)
+    a_lo, _ = sc.attention_bracket(t, np.where(proved, gaps, _first_gaps(v, k)))
+    spread = np.where(sc.valid_cases(v, k, gaps) & (q < mm), a_lo, np.nan)
+    candidates = [np.full((v, k), a) for a in np.linspace(0, 1, 5)]
+    for level in (0.25, 0.5, 0.75):
+        candidates.append(np.nan_to_num(_nanquantile(spread, level), nan=1.0))
+    for cand in candidates:
+        new_gaps, ok = _min_gaps(t, cand)
+        n = (_float_counts(v, k, new_gaps) * ok).sum(0)
+        better = n > per
+        per, abar = np.where(better, n, per), np.where(better, cand, abar)
+        gaps = np.where(better[None], new_gaps, gaps)
+        proved = np.where(better[None], ok, proved)
+    gaps = np.where(proved, gaps, 1)
+    return gaps, abar, proved, int(np.sum(sc.case_counts(v, k, gaps)[proved]))
+
+
+def _nanquantile(a: np.ndarray, level: float) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanquantile(a, level, axis=0)
