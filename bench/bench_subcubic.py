@@ -6,7 +6,7 @@
 3. Checker seconds of one quadratic variant over d_vocab in {32, ..., 512} (random weights,
    d_model 32, K 4) and the fitted exponent of time over d_vocab.
 
-    python bench/bench_subcubic.py [MODEL.safetensors] [--skip-scaling]
+    python bench/bench_subcubic.py [MODEL.safetensors] [--skip-scaling] [--wide-peels]
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def all_variants(model: Path) -> dict[str, int]:
     config, weights = load(model)
     total = config.d_vocab**config.n_ctx
     start = time.perf_counter()
-    proofs = sc.prove_all(config, weights, circuits(config, weights))
+    wide = "--wide-peels" in sys.argv
+    proofs = sc.prove_all(config, weights, circuits(config, weights), wide_peels=wide)
     prover = time.perf_counter() - start
     print(f"## {model.name}: all 100 sub-cubic variants (prover {prover:.1f} s for all)\n")
     print("| bound | checker s | checker FLOPs | unexplained dims | variant |")

@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("model")
     e.add_argument("--strategy", default="cubic", help="see 'certify strategies'")
     e.add_argument("-o", "--output", help="default: MODEL-STEM.STRATEGY.cert.json beside MODEL")
+    e.add_argument(
+        "--wide-peels",
+        action="store_true",
+        help="sub-cubic: also try rank-8 EQKE peels (tighter, longer proofs)",
+    )
 
     sub.add_parser("strategies", help="list every strategy name")
     add_parsers(sub)
@@ -122,9 +127,9 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
     config, weights = load(args.model)
     if args.strategy == "all":
-        return emit_all(args.model, config, weights)
+        return emit_all(args.model, config, weights, args.wide_peels)
     start = time.perf_counter()
-    proof = prove(args.strategy, config, weights, circuits(config, weights))
+    proof = prove(args.strategy, config, weights, circuits(config, weights), args.wide_peels)
     seconds = time.perf_counter() - start
     out = args.output or default_output(args.model, proof.strategy)
     write(build(config, weights, proof), out)
@@ -136,7 +141,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     return 0
 
 
-def emit_all(model: str, config, weights) -> int:
+def emit_all(model: str, config, weights, wide_peels: bool = False) -> int:
     """Brute force (where v^K <= 2^25), cubic and all 100 sub-cubic variants: each certificate
     is written beside MODEL and checked; prints one table row per strategy."""
     from certify.certificate import build, write
@@ -152,7 +157,7 @@ def emit_all(model: str, config, weights) -> int:
         start = time.perf_counter()
         timed.append((name, prove(name, config, weights, c), time.perf_counter() - start))
     start = time.perf_counter()
-    subcubic = prove_all(config, weights, c)
+    subcubic = prove_all(config, weights, c, wide_peels=wide_peels)
     share = (time.perf_counter() - start) / len(subcubic)  # the search is shared
     timed += [(name, proof, share) for name, proof in subcubic.items()]
     columns = ("strategy", "verdict", "bound", "checker FLOPs", "unexplained dims", "prover s")

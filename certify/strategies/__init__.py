@@ -22,7 +22,14 @@ def strategy_names() -> list[str]:
     return [*names, *variant_names(), "best-subcubic"]
 
 
-def prove(name: str, config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits) -> Proof:
+def prove(
+    name: str,
+    config: MaxOfKConfig,
+    weights: dict[str, np.ndarray],
+    c: Circuits,
+    wide_peels: bool = False,
+) -> Proof:
+    """Run strategy ``name``; ``wide_peels`` lets sub-cubic variants try rank-8 peels."""
     if name == "brute":
         from certify.strategies.brute import prove as prove_brute
 
@@ -34,5 +41,5 @@ def prove(name: str, config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Ci
     if name.startswith("subcubic:") or name == "best-subcubic":
         from certify.strategies.subcubic import prove as prove_subcubic
 
-        return prove_subcubic(name, config, weights, c)
+        return prove_subcubic(name, config, weights, c, wide_peels)
     raise ValueError(f"unknown strategy {name!r} (see 'certify strategies')")
