@@ -205,3 +205,44 @@ def monkeypatch_module():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+def underflow_model() -> tuple:
+    """v 2, K 2, d_head 1: the key at position 0 scores 2000 below the query slot and token 0
+    scores 1000 below token 1, so on input (1, 0) the query token 0 takes almost all attention
+    (e^{-1000} on the max) and its OV wins: the input is wrong. Every positional and token exp
+    of the case underflows float64, the regime where a lower bound rounded down from 0 is
+    -2^-1074: once that reached a divisor the rule believed the attention on the max was 1."""
+    from certify.model import MaxOfKConfig
+
+    config = MaxOfKConfig(n_ctx=2, d_vocab=2, d_model=4, d_head=1)
+    f32 = lambda rows: np.array(rows, np.float32)  # noqa: E731
+    weights = {
+        "embed.W_E": f32([[1, 0, 0, 0], [1, 1, 0, 0]]),
+        "pos_embed.W_pos": f32([[0, 0, 0, 0], [0, 0, 1, 0]]),
+        "blocks.0.attn.W_Q": f32([[[1], [0], [0], [0]]]),
+        "blocks.0.attn.W_K": f32([[[0], [1000], [2000], [0]]]),
+        "blocks.0.attn.W_V": f32([[[-1], [2], [0], [0]]]),
+        "blocks.0.attn.W_O": f32([[[0, 0, 0, 1]]]),
+        "unembed.W_U": f32([[0, 0], [0, 0], [0, 0], [-10, 10]]),
+        "blocks.0.attn.b_O": np.zeros(4, np.float32),
+        "unembed.b_U": np.zeros(2, np.float32),
+    }
+    weights |= {f"blocks.0.attn.b_{n}": np.zeros((1, 1), np.float32) for n in "QKV"}
+    return config, weights
+
+
+def test_underflowed_attention_is_never_taken_as_all_on_the_max() -> None:
+    config, weights = underflow_model()
+    assert (1, 0) not in correct_inputs(weights)
+    variant = "subcubic:max_diff_exact/drop_average_query_per_output_logit_reasoning/" + (
+        "exact_EQKE+max_diff_exact"
+    )
+    doc = certify(config, weights, [variant])[variant]
+    assert subcubic.check(parse(json.dumps(doc).encode()), Work()).failed is None
+    proved = decode_array(doc["lemmas"]["proved"], "p").copy()
+    gaps = decode_array(doc["witnesses"]["gaps"], "g").copy()
+    proved[0, 1, 1], gaps[0, 1, 1] = 1, 1  # claim the case holding the wrong input (1, 0)
+    doc["lemmas"]["proved"], doc["witnesses"]["gaps"] = encode_array(proved), encode_array(gaps)
+    result = subcubic.check(parse(json.dumps(doc).encode()), Work())
+    assert result.failed == "lemmas.proved[0,1,1]: case not proved (bound not < 0)"

@@ -272,6 +272,9 @@ def valid_cases(v: int, k: int, gaps: np.ndarray) -> np.ndarray:
     return (gaps >= 1) & (same | lower)
 
 
+UNDERFLOW = 2.0**-960  # exps below this are treated as unknown in [0, UNDERFLOW]
+
+
 def attention_bracket(t: Tables, gaps: np.ndarray):
     """(α_lo, α_hi) [q, m, c]: bounds on the total attention paid to copies of m."""
     v, k = t.v, t.k
@@ -284,6 +287,11 @@ def attention_bracket(t: Tables, gaps: np.ndarray):
         odds_hi = t.pos_hi[q, c, same] * pmax / t.ex[q, mm] * t.eps_factor[q]
         odds_lo = t.pos_lo[q, c, same] * pmin / t.ex[q, mm] / t.eps_factor[q]
         a_lo, a_hi = 1 / (1 + odds_hi), 1 / (1 + odds_lo)
+    # Where an exp is near underflow the checker's outward-rounded enclosure may be [0, tiny]:
+    # give up the same information it must give up, so that every claimed case verifies.
+    tiny = t.ex[q, mm] < UNDERFLOW
+    a_lo = np.where(tiny | ~(odds_hi < 1 / UNDERFLOW), 0.0, a_lo)
+    a_hi = np.where(tiny | (pmin < UNDERFLOW) | ~(t.pos_lo[q, c, same] < 1 / UNDERFLOW), 1.0, a_hi)
     all_max = (q == mm) & (c == 0)
     a_lo = np.where(all_max, 1.0, np.nan_to_num(a_lo, nan=0.0))
     a_hi = np.where(all_max, 1.0, np.nan_to_num(a_hi, nan=1.0))

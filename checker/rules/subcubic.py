@@ -257,6 +257,12 @@ def exp_bounds(values: list, shifts: list, per_row: int, inv_s: flint.arb, work:
     return np.maximum(lo, 0.0), hi
 
 
+def down0(x: np.ndarray) -> np.ndarray:
+    """A lower bound of a quantity known to be >= 0: rounded down, then clamped at 0. A negative
+    lower bound (down(0) = -2^-1074) must never reach a divisor or a 1/(1 + odds)."""
+    return np.maximum(down(x), 0.0)
+
+
 def prefix_sums(x: np.ndarray, rnd) -> np.ndarray:
     """[:, n] = the sum of the first n columns of x, each partial sum rounded by rnd."""
     out = np.zeros((x.shape[0], x.shape[1] + 1))
@@ -275,15 +281,15 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     e = eqkp.entries()
     lo, hi = exp_bounds(e, [e[i * k + k - 1] for i in range(v)], k, inv_s, work)
     lo, hi = lo.reshape(v, k), hi.reshape(v, k)
-    bot = prefix_sums(np.sort(lo[:, :-1], axis=1), down)
+    bot = prefix_sums(np.sort(lo[:, :-1], axis=1), down0)
     top = prefix_sums(np.sort(hi[:, :-1], axis=1)[:, ::-1], up)
     odds_hi, odds_lo = np.full((v, k, 2), np.inf), np.zeros((v, k, 2))
     c = np.arange(k)
-    odds_hi[:, :, 1] = up(top[:, c] / down(lo[:, -1:] + bot[:, k - 1 - c]))
-    odds_lo[:, :, 1] = down(bot[:, c] / up(hi[:, -1:] + top[:, k - 1 - c]))
+    odds_hi[:, :, 1] = up(top[:, c] / down0(lo[:, -1:] + bot[:, k - 1 - c]))
+    odds_lo[:, :, 1] = down0(bot[:, c] / up(hi[:, -1:] + top[:, k - 1 - c]))
     c = np.arange(1, k)
     odds_hi[:, 1:, 0] = up(up(hi[:, -1:] + top[:, c - 1]) / bot[:, k - c])
-    odds_lo[:, 1:, 0] = down(down(lo[:, -1:] + bot[:, c - 1]) / top[:, k - c])
+    odds_lo[:, 1:, 0] = down0(down0(lo[:, -1:] + bot[:, c - 1]) / top[:, k - c])
     work.add(8 * v * k)
     return odds_hi, odds_lo
 
@@ -311,7 +317,7 @@ def attention_bracket(w: Weights, approx: Mat, eps: np.ndarray, gaps: np.ndarray
     pmin = np.minimum.accumulate(ex_lo, axis=1)[q, j]
     with np.errstate(all="ignore"):
         odds_hi = up(up(up(pos_hi[q, c, same] * pmax) / ex_lo[q, m]) * ee_hi[q])
-        odds_lo = down(down(down(pos_lo[q, c, same] * pmin) / ex_hi[q, m]) / ee_hi[q])
+        odds_lo = down0(down0(down0(pos_lo[q, c, same] * pmin) / ex_hi[q, m]) / ee_hi[q])
         a_lo, a_hi = down(1 / up(1 + odds_hi)), up(1 / down(1 + odds_lo))
     all_max = (q == m) & (c == 0)
     work.add(16 * v * v * k)
