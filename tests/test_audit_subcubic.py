@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 
 import flint
 import numpy as np
@@ -246,3 +247,37 @@ def test_underflowed_attention_is_never_taken_as_all_on_the_max() -> None:
     doc["lemmas"]["proved"], doc["witnesses"]["gaps"] = encode_array(proved), encode_array(gaps)
     result = subcubic.check(parse(json.dumps(doc).encode()), Work())
     assert result.failed == "lemmas.proved[0,1,1]: case not proved (bound not < 0)"
+
+
+def extreme_model(rng: random.Random, nrng: np.random.Generator):
+    """A near-max model with attention, positions and keys scaled up to 10^4: exps underflow."""
+    v, k = rng.randint(2, 4), rng.randint(2, 3)
+    noise, bias = rng.choice([0.0, 0.3, 3.0]), rng.choice([0.01, 1.0])
+    config, w = near_max(v, k, noise, rng.randint(0, 9999), bias)
+    for key, scales in [
+        ("blocks.0.attn.W_Q", [1, 100, 1e3, 1e4]),
+        ("pos_embed.W_pos", [1, 10, 100, 1e3]),
+        ("blocks.0.attn.W_K", [1, 10, 100]),
+    ]:
+        w[key] = (w[key] * rng.choice(scales)).astype("f4")
+    if rng.random() < 0.5:
+        shift = rng.choice([1, 100, 1e3]) * nrng.standard_normal(w["pos_embed.W_pos"].shape)
+        w["pos_embed.W_pos"] = (w["pos_embed.W_pos"] + shift).astype("f4")
+    return config, w
+
+
+@pytest.mark.parametrize(
+    "seed, n", [(11, 25), pytest.param(12, 600, marks=pytest.mark.slow)], ids=["ci", "campaign"]
+)
+def test_extreme_scales_accept_only_correct_inputs(seed: int, n: int, monkeypatch) -> None:
+    """Honest and randomised witnesses on models whose exps underflow: every accepted case's
+    inputs are all correct (the campaign size caught the down0 mutant in 1 of ~300 models)."""
+    rng, nrng = random.Random(seed), np.random.default_rng(seed)
+    for _ in range(n):
+        config, weights = extreme_model(rng, nrng)
+        variant = rng.choice(sc.variant_names())
+        doc = certify(config, weights, [variant])[variant]
+        if rng.random() < 0.5:
+            doc = randomise(doc, nrng, rng.choice([0.01, 0.3, 3.0]), rng.random() < 0.5)
+        with monkeypatch.context() as mp:
+            assert_cases_sound(doc, weights, mp)
