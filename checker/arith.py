@@ -75,6 +75,12 @@ def down(x: np.ndarray | float) -> np.ndarray:
     return np.nextafter(x, -INF)
 
 
+def down0(x: np.ndarray | float) -> np.ndarray:
+    """A lower bound of a quantity known to be >= 0: rounded down, then clamped at 0. down(0) is
+    -2^-1074, and a negative "lower bound" reaching a divisor or 1/(1 + odds) flips signs."""
+    return np.maximum(down(x), 0.0)
+
+
 def up(x: np.ndarray | float) -> np.ndarray:
     return np.nextafter(x, INF)
 

@@ -161,3 +161,12 @@ def test_exp_sum_sign_of_distinct_exponents_is_never_zero() -> None:
     one = flint.fmpq(1)
     assert arith.exp_sum_sign({flint.fmpq(0): one, flint.fmpq(1, 10**30): -one}, 32) == -1
     assert arith.exp_sum_sign({flint.fmpq(0): one, flint.fmpq(2): 0 * one}, 32) == 1
+
+
+@given(st.floats(min_value=0.0, allow_infinity=False, allow_nan=False))
+def test_down0_is_a_nonnegative_lower_bound(x: float) -> None:
+    from checker.arith import down0
+
+    low = float(down0(x))
+    assert low >= 0.0 and Fraction(low) <= Fraction(x)
+    assert float(down0(0.0)) == 0.0  # not -2^-1074: safe as a divisor's lower bound

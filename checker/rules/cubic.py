@@ -55,7 +55,7 @@ from typing import NamedTuple
 import flint
 import numpy as np
 
-from checker.arith import ball, ball_bounds, down, enclose_matrix, up
+from checker.arith import ball, ball_bounds, down0, enclose_matrix, up
 from checker.circuits import Weights
 from checker.cost import Work
 from checker.format import Certificate, FormatError, decode_array, field
@@ -159,7 +159,7 @@ def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Inte
         lo, hi = (np.take_along_axis(b, idx, axis=1) for b in beta)
         acc_lo, acc_hi = [np.zeros(len(lo))], [np.zeros(len(lo))]
         for n in range(k - 1):
-            acc_lo.append(np.maximum(down(acc_lo[-1] + lo[:, n]), 0.0))
+            acc_lo.append(down0(acc_lo[-1] + lo[:, n]))
             acc_hi.append(up(acc_hi[-1] + hi[:, n]))
         sums.append((np.stack(acc_lo, axis=1), np.stack(acc_hi, axis=1)))
         work.add(2 * lo.size)
@@ -210,4 +210,4 @@ def count_at(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> np.nd
 
 def mul_iv(a: Interval, b: Interval) -> Interval:
     """[lo, hi] enclosing a b for non-negative intervals a, b (lower ends clamped at 0)."""
-    return np.maximum(down(a[0] * b[0]), 0.0), up(a[1] * b[1])
+    return down0(a[0] * b[0]), up(a[1] * b[1])

@@ -25,6 +25,7 @@ from checker.arith import (
     ball,
     ball_bounds,
     down,
+    down0,
     enclose_matrix,
     exact_matrix,
     iv_mul,
@@ -255,12 +256,6 @@ def exp_bounds(values: list, shifts: list, per_row: int, inv_s: flint.arb, work:
             work.tick("subcubic exp", i, len(values))
     work.add(3 * len(values))
     return np.maximum(lo, 0.0), hi
-
-
-def down0(x: np.ndarray) -> np.ndarray:
-    """A lower bound of a quantity known to be >= 0: rounded down, then clamped at 0. A negative
-    lower bound (down(0) = -2^-1074) must never reach a divisor or a 1/(1 + odds)."""
-    return np.maximum(down(x), 0.0)
 
 
 def prefix_sums(x: np.ndarray, rnd) -> np.ndarray:
