@@ -14,11 +14,26 @@ with E_q = W_E + W_pos[k-1] (the query is always at the last position).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import flint
 
 from checker.arith import exact_matrix
 from checker.cost import Work
 from checker.format import Certificate
+
+
+def memoised(circuit: Callable[[Weights], flint.fmpq_mat]) -> Callable[[Weights], flint.fmpq_mat]:
+    """A circuit method computed once per Weights: rules sharing circuits pay for them once."""
+
+    @functools.wraps(circuit)
+    def get(self: Weights) -> flint.fmpq_mat:
+        if circuit.__name__ not in self.memo:
+            self.memo[circuit.__name__] = circuit(self)
+        return self.memo[circuit.__name__]
+
+    return get
 
 
 class Weights:
@@ -38,6 +53,7 @@ class Weights:
         self.bU = exact_matrix(w["unembed.b_U"])
         self.Eq = self.E + broadcast_row(row(self.P, self.k - 1), self.E.nrows())
         work.add(self.E.nrows() * self.E.ncols())
+        self.memo: dict[str, flint.fmpq_mat] = {}  # circuits computed (and counted) once
 
     def mul(self, a: flint.fmpq_mat, b: flint.fmpq_mat) -> flint.fmpq_mat:
         self.work.matmul(a.nrows(), a.ncols(), b.ncols())
@@ -47,25 +63,31 @@ class Weights:
         self.work.add(a.nrows() * a.ncols())
         return a + broadcast_row(row, a.nrows())
 
+    @memoised
     def query(self) -> flint.fmpq_mat:
         """E_q Q + b_Q  [v, d_head]."""
         return self.add_row(self.mul(self.Eq, self.Q), self.bQ)
 
+    @memoised
     def eqke(self) -> flint.fmpq_mat:
         key = self.add_row(self.mul(self.E, self.K), self.bK)
         return self.mul(self.query(), key.transpose())
 
+    @memoised
     def eqkp(self) -> flint.fmpq_mat:
         return self.mul(self.query(), self.mul(self.P, self.K).transpose())
 
+    @memoised
     def evou(self) -> flint.fmpq_mat:
         ev = self.add_row(self.mul(self.E, self.V), self.bV)
         evo = self.add_row(self.mul(ev, self.O), self.bO)
         return self.add_row(self.mul(evo, self.U), self.bU)
 
+    @memoised
     def pvou(self) -> flint.fmpq_mat:
         return self.mul(self.mul(self.mul(self.P, self.V), self.O), self.U)
 
+    @memoised
     def eu(self) -> flint.fmpq_mat:
         return self.mul(self.Eq, self.U)
 

@@ -211,16 +211,15 @@ def pure_correct(correct: dict, v: int, k: int) -> np.ndarray:
 
 
 def checker_maximal(doc: dict, v: int, k: int) -> np.ndarray:
-    """N[q, m, c] = the number of tokens the checker itself finds at margin 2^-1074."""
+    """N[q, m, c] = the number of tokens the checker itself finds at margin 0 (strict)."""
     cert = parse(json.dumps(doc).encode())
     work = Work()
-    w = cubic.Weights(cert, work)
-    eqkp = w.eqkp()
-    alpha, beta = (cubic.exp_scaled(x, cert.config.d_head, work) for x in (w.eqke(), eqkp))
-    mats = (cubic.enclose_matrix(x) for x in (w.evou(), w.pvou(), w.eu()))
-    tables = cubic.Tables(alpha, beta, *cubic.extreme_sums(eqkp, beta, work), *mats)
-    tiny = np.full((v, v, k), 5e-324)
-    counts = np.stack([cubic.count_at(m, k, tiny, tables, work) for m in range(v)], axis=1)
+    tables = cubic.tables(cert, cubic.Weights(cert, work), work)
+    counts = np.zeros((v, v, k), np.int64)
+    for m in range(v):
+        ok, ok0 = cubic.proved_tokens(m, k, np.zeros((v, k)), tables, work)
+        counts[:, m, :] = ok.sum(axis=2)
+        counts[:, m, 0] = ok0
     return np.minimum(counts, cubic.case_limits(v, k)).astype(np.int64)
 
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 import flint
 import numpy as np
@@ -58,6 +60,7 @@ class Tables:
     zeta: float
 
 
+R = TypeVar("R")
 _TABLES: Tables | None = None  # inherited by forked workers
 _WORK: Work | None = None
 
@@ -65,7 +68,20 @@ _WORK: Work | None = None
 def check(cert: Certificate, work: Work) -> RuleResult:
     """Count the inputs provably correct in exact real arithmetic (``claim.correct_count``)."""
     global _TABLES, _WORK
-    w = Weights(cert, work)
+    _TABLES, _WORK = tables(cert, Weights(cert, work), work), work
+    count, undecided, v = 0, 0, cert.config.d_vocab
+    queries = range(v - 1, -1, -1)  # large q first: their blocks are slowest
+    for done, (n, flops, und) in enumerate(map_queries(count_query, queries, v), 1):
+        count, undecided = count + n, undecided + und
+        work.add(flops)
+        work.tick("brute force: query tokens", done, v)
+    _TABLES = _WORK = None
+    report = {"unexplained_dims": v ** (cert.config.n_ctx + 1), "undecided_inputs": undecided}
+    return RuleResult(count, report=report)
+
+
+def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
+    """Exact circuits and scores, their float tables, and the thresholds of Lemma 3."""
     k, v = cert.config.n_ctx, cert.config.d_vocab
     exact = (w.evou(), w.pvou(), w.eu())
     evou, pvou, eu = (to_floats(m, work) for m in exact)
@@ -77,20 +93,16 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     if k * W_MAX * (bmax + 1) >= 2**1000:
         raise FormatError("model: weights too large in magnitude for the float64 filter")
     theta, zeta = thresholds(k, Fraction(W_MAX), bmax)
-    _TABLES = Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
-    _WORK = work
-    count, undecided = 0, 0
-    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
-    queries = range(v - 1, -1, -1)  # large q first: their blocks are slowest
+    return Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
+
+
+def map_queries(task: Callable[[int], R], queries: Sequence[int], v: int) -> Iterator[R]:
+    """task(q) for each query token, in forked worker processes that inherit the tables; on an
+    exception (time limit) queued queries stop at their first tick."""
+    workers = min(os.cpu_count() or 1, 8) if v >= 8 and len(queries) > 1 else 1
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    with pool:  # on an exception (time limit), queued queries stop at their first tick
-        for done, (n, flops, und) in enumerate(pool.map(count_query, queries), 1):
-            count, undecided = count + n, undecided + und
-            work.add(flops)
-            work.tick("brute force: query tokens", done, v)
-    _TABLES = _WORK = None
-    report = {"unexplained_dims": v ** (k + 1), "undecided_inputs": undecided}
-    return RuleResult(count, report=report)
+    with pool:
+        yield from pool.map(task, queries)
 
 
 def to_floats(m: flint.fmpq_mat, work: Work) -> np.ndarray:
@@ -138,33 +150,54 @@ def thresholds(k: int, w_max: Fraction, bmax: Fraction) -> tuple[float, float]:
 def count_query(q: int) -> tuple[int, int, int]:
     """(correct inputs, FLOPs, undecided inputs) among the v^(K-1) inputs whose query is q."""
     T = _TABLES
-    assert T is not None and _WORK is not None
-    k, v, free = T.k, T.v, T.k - 1
+    assert T is not None
+    table, mag, flops = query_tables(T, q)
+    count, more, undecided = count_block(T, q, table, mag, [np.arange(T.v)] * (T.k - 1))
+    return count, flops + more, undecided
+
+
+def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-position float tables of query q: p_i[t, x] = fl(w~_i(t) T~_i[t, x]) [k, v, v] and
+    H_i[t] >= w~_i(t) max_x B_i[t, x] [k, v] (Lemmas 1-2), with their FLOPs."""
     weight = softmax_weights(T.score[q], T.d_head)  # [k, v]
     raw = (T.evou[None] + T.pvou[:, None, :]) + T.eu[q]  # T~_i[t, x] = fl(fl(a~ + b~) + c~)
-    table = weight[:, :, None] * raw  # p_i[t, x] = fl(w~ T~)
     bmag = up(up(np.abs(T.evou)[None] + np.abs(T.pvou)[:, None, :]) + np.abs(T.eu[q]))
-    mag = up(weight * bmag.max(axis=2))  # H_i[t] >= w~_i(t) max_x B_i[t, x]
+    mag = up(weight * bmag.max(axis=2))
+    return weight[:, :, None] * raw, mag, 14 * T.k * T.v * T.v
+
+
+def count_block(
+    T: Tables, q: int, table: np.ndarray, mag: np.ndarray, slots: list[np.ndarray]
+) -> tuple[int, int, int]:
+    """(correct, FLOPs, undecided) among the inputs with query q and t_i in slots[i], i < K-1.
+
+    The input set is the product of the slot sets. The two largest sets form an inner block,
+    summed once; every choice of the other slots adds its rows to it (Lemmas 2-3: the float
+    sum may be taken in any order), then undecided inputs are settled exactly (Lemma 4)."""
+    assert _WORK is not None
+    v, free = T.v, T.k - 1
+    order = sorted(range(free), key=lambda i: len(slots[i]))
     n_inner = min(2, free)
+    outer_pos, inner_pos = order[: free - n_inner], order[free - n_inner :]
     inner, inner_s = np.zeros((1,) * n_inner + (v,)), np.zeros((1,) * n_inner)
     inner_max = np.full((1,) * n_inner, q)
-    for axis, j in enumerate(range(free - n_inner, free)):
+    for axis, j in enumerate(inner_pos):
         shape = [1] * n_inner
-        shape[axis] = v
-        inner = inner + table[j].reshape(*shape, v)
-        inner_s = inner_s + mag[j].reshape(shape)
-        inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
+        shape[axis] = len(slots[j])
+        inner = inner + table[j, slots[j]].reshape(*shape, v)
+        inner_s = inner_s + mag[j, slots[j]].reshape(shape)
+        inner_max = np.maximum(inner_max, slots[j].reshape(shape))
     inner_shape = inner_s.shape
     inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
     inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)
     rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
     count, undecided, n_outer = 0, 0, 0
-    for outer in itertools.product(range(v), repeat=free - n_inner):
+    for outer in itertools.product(*(slots[j].tolist() for j in outer_pos)):
         _WORK.tick()
         n_outer += 1
         base, base_s = table[free, q].copy(), mag[free, q]
-        for j, t in enumerate(outer):
+        for j, t in zip(outer_pos, outer, strict=True):
             base, base_s = base + table[j, t], base_s + mag[j, t]
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)  # fl(L[x]) of every input in this block
@@ -175,10 +208,15 @@ def count_query(q: int) -> tuple[int, int, int]:
         count += int(np.count_nonzero(margin > bound))
         for row in np.flatnonzero(np.abs(margin) <= bound):
             undecided += 1
-            seq = (*outer, *(int(t) for t in np.unravel_index(row, inner_shape)), q)
+            seq = [q] * T.k
+            for j, t in zip(outer_pos, outer, strict=True):
+                seq[j] = t
+            for j, i in zip(inner_pos, np.unravel_index(row, inner_shape), strict=True):
+                seq[j] = int(slots[j][i])
             close = np.flatnonzero(right[row] - block[:, row] <= bound[row])
-            count += settle(T, seq, [int(x) for x in close])
-    flops = 14 * k * v * v + n_outer * (k * v + 2 * v**3 + 8 * v**n_inner)
+            count += settle(T, tuple(seq), [int(x) for x in close])
+    n_in = len(rows)
+    flops = n_inner * n_in * v + n_outer * (T.k * v + 2 * v * n_in + 8 * n_in)
     return count, flops, undecided
 
 

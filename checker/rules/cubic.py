@@ -44,7 +44,7 @@ balls turned into float intervals [lo, hi] with lo >= 0; EVOU, PVOU, EU are encl
 around their nearest floats. All later values are upper bounds only, each + - x rounded up
 with ``up`` (one ulp outward covers round-to-nearest, arith.py). A product w y with true w >= 0
 in [lo, hi] and true y <= y_hi is bounded by up(max(lo y_hi, hi y_hi)) (linear in w). A lemma
-holds only if the rounded-up S_A and S_B are <= 0.
+holds only if the rounded-up S_A and S_B are < 0 (strict, so margin 0 stays sound).
 """
 
 from __future__ import annotations
@@ -81,14 +81,12 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     if v < 2:
         raise FormatError("strategy cubic needs d_vocab >= 2")
     proved, margin = read_lemmas(cert, v, k)
-    w = Weights(cert, work)
-    eqkp = w.eqkp()
-    alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke(), eqkp))
-    circuits = (enclose_matrix(x) for x in (w.evou(), w.pvou(), w.eu()))
-    tables = Tables(alpha, beta, *extreme_sums(eqkp, beta, work), *circuits)
+    t = tables(cert, Weights(cert, work), work)
     for m in range(v):
         work.tick("cubic: max token", m, v)
-        counts = count_at(m, k, margin, tables, work)
+        ok, ok0 = proved_tokens(m, k, margin[:, m, :], t, work)
+        counts = ok.sum(axis=2)
+        counts[:, 0] = ok0
         bad = np.argwhere(proved[:, m, :] > counts)
         if len(bad):
             q, c = (int(i) for i in bad[0])
@@ -97,6 +95,14 @@ def check(cert: Certificate, work: Work) -> RuleResult:
             return RuleResult(0, failed=f"lemmas (q={q}, m={m}, c={c}): {why}")
     dims = 3 * v * v + 2 * k * v  # EU, EQKE, EVOU (v^2 each); PVOU, EQKP (kv each)
     return RuleResult(count_covered(proved, k), report={"unexplained_dims": dims})
+
+
+def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
+    """The float enclosures every case reads (softmax factors via arb, circuits one ulp out)."""
+    eqkp = w.eqkp()
+    alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke(), eqkp))
+    circuits = (enclose_matrix(x) for x in (w.evou(), w.pvou(), w.eu()))
+    return Tables(alpha, beta, *extreme_sums(eqkp, beta, work), *circuits)
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,9 +177,13 @@ def up_mul(w: Interval, y_hi: np.ndarray) -> np.ndarray:
     return up(np.maximum(w[0] * y_hi, w[1] * y_hi))
 
 
-def count_at(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> np.ndarray:
-    """counts[q, c]: how many k' < m (c >= 1), or whether the input (c = 0), certainly meet
-    lemma (q, m, c)'s margin. Rows and columns of cases that do not exist are meaningless."""
+def proved_tokens(
+    m: int, k: int, margin: np.ndarray, t: Tables, work: Work
+) -> tuple[np.ndarray, np.ndarray]:
+    """For max m and margins margin[q, c]: ok[q, c, k'] (k' < m, c >= 1), whether token k'
+    certainly satisfies (2) at both arrangements, and ok0[q], whether the input (m, .., m, q)
+    (c = 0) certainly does. S < 0 is required strictly, so a margin of 0 is sound too.
+    Rows and columns of cases that do not exist are meaningless."""
     alpha, beta, asc, desc, evou, pvou, eu = t
     v = eu[0].shape[0]
     x = np.arange(v) != m  # the wrong tokens
@@ -185,7 +195,7 @@ def count_at(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> np.nd
     g = up(eu_c.max(axis=1)[:, None] + f)  # g[q, t] = EU*[q] + F[t]
     work.add(2 * k * v + 6 * v * (v - 1) + v * v)
     # c >= 1: h[q, c, t] and S for both arrangements, every k' < m at once
-    y = up(g[:, None, :] + margin[:, m, :, None])
+    y = up(g[:, None, :] + margin[:, :, None])
     h = up_mul((alpha[0][:, None, :], alpha[1][:, None, :]), y)
     h_m, h_q, h_k = h[:, :, m], h[q, :, q], h[:, :, :m]
     query = up_mul((beta[0][:, -1:], beta[1][:, -1:]), h_q)  # [q, c]
@@ -195,17 +205,16 @@ def count_at(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> np.nd
         sx = up(up_mul((xs[0][:, k - 1 - c], xs[1][:, k - 1 - c]), h_m) + query)
         sy = up_mul((ys[0][:, c, None], ys[1][:, c, None]), h_k)
         s.append(up(sx[:, :, None] + sy))
-    counts = (np.maximum(s[0], s[1]) <= 0).sum(axis=2)
+    ok = np.maximum(s[0], s[1]) < 0
     work.add(4 * h.size + 11 * h_k.size + 11 * v * k)
     # c = 0: the single input (m, .., m, q), wrong tokens not split from the attention
-    base = up(up(eu_c + pvou_star) + margin[:, m, 0, None])  # [q, x]
+    base = up(up(eu_c + pvou_star) + margin[:, 0, None])  # [q, x]
     w_m = mul_iv((alpha[0][:, m], alpha[1][:, m]), (asc[0][:, -1], asc[1][:, -1]))
     w_q = mul_iv((alpha[0][q, q], alpha[1][q, q]), (beta[0][:, -1], beta[1][:, -1]))
     at_m = up_mul((w_m[0][:, None], w_m[1][:, None]), up(base + evou_c[m]))
     at_q = up_mul((w_q[0][:, None], w_q[1][:, None]), up(base + evou_c))
-    counts[:, 0] = up(at_m + at_q).max(axis=1) <= 0
     work.add(12 * v * (v - 1) + 4 * v)
-    return counts
+    return ok, up(at_m + at_q).max(axis=1) < 0
 
 
 def mul_iv(a: Interval, b: Interval) -> Interval:
