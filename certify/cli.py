@@ -131,7 +131,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     proof = prove(args.strategy, config, weights, circuits(config, weights), args.wide_peels)
     seconds = time.perf_counter() - start
-    out = args.output or default_output(args.model, proof.strategy)
+    out = args.output or default_output(args.model, args.strategy)
     write(build(config, weights, proof), out)
     total = config.d_vocab**config.n_ctx
     print(

@@ -99,12 +99,18 @@ def parse_seeds(text: str) -> list[int]:
 def resolve_strategies(text: str, spec: ModelSpec) -> list[str]:
     """Comma-separated names; "all" = every registered strategy (brute only when feasible)."""
     from certify.strategies import strategy_names
+    from certify.strategies.hybrid import EVALUATION_LIMIT
 
     known = strategy_names()
     names: list[str] = []
     for name in filter(None, text.split(",")):
         if name == "all":
-            names.extend(n for n in known if n != "brute" or spec.total <= EXACT_LIMIT)
+            names.extend(
+                n
+                for n in known
+                if (n != "brute" or spec.total <= EXACT_LIMIT)
+                and (not n.startswith("hybrid") or spec.total <= EVALUATION_LIMIT)
+            )
         elif name in known:
             names.append(name)
         else:

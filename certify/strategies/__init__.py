@@ -1,7 +1,9 @@
 """Proof strategies: each module's ``prove(config, weights, circuits, ...) -> Proof``.
 
-Names: ``brute``, ``cubic``, ``subcubic:<eu>/<attention>/<eps>`` (100 variants, see
-``certify strategies``), ``best-subcubic`` (the variant with the highest bound) and ``all``.
+Names: ``brute``, ``cubic``, ``hybrid`` (cubic lemmas + the remainder enumerated: exact) and
+``hybrid:F`` (enumeration within F x brute force's checker FLOPs),
+``subcubic:<eu>/<attention>/<eps>`` (100 variants, see ``certify strategies``),
+``best-subcubic`` (the variant with the highest bound) and ``all``.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from certify.certificate import Proof
 from certify.circuits import Circuits
 from certify.model import MaxOfKConfig
 
+HYBRID_BUDGETS = (0.005, 0.01, 0.02, 0.05)  # the frontier points swept by default
+
 
 def strategy_names() -> list[str]:
-    names = ["brute", "cubic"]
+    names = ["brute", "cubic", "hybrid", *(f"hybrid:{f:g}" for f in HYBRID_BUDGETS)]
     try:
         from certify.strategies.subcubic import variant_names
     except ImportError:
@@ -38,8 +42,22 @@ def prove(
         from certify.strategies.cubic import prove as prove_cubic
 
         return prove_cubic(config, weights, c)
+    if name == "hybrid" or name.startswith("hybrid:"):
+        from certify.strategies.hybrid import prove as prove_hybrid
+
+        return prove_hybrid(config, weights, c, budget_of(name))
     if name.startswith("subcubic:") or name == "best-subcubic":
         from certify.strategies.subcubic import prove as prove_subcubic
 
         return prove_subcubic(name, config, weights, c, wide_peels)
     raise ValueError(f"unknown strategy {name!r} (see 'certify strategies')")
+
+
+def budget_of(name: str) -> float | None:
+    """The FLOP budget F of ``hybrid:F`` (None for plain ``hybrid``)."""
+    if name == "hybrid":
+        return None
+    try:
+        return float(name.removeprefix("hybrid:"))
+    except ValueError:
+        raise ValueError(f"unknown strategy {name!r}: the budget must be a number") from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -61,6 +61,21 @@ def _count_shared(q: int) -> int:
 
 def count_for_query(c: Circuits, q: int) -> int:
     """Correct inputs among the v^(K-1) whose last token is q."""
+    return sum(int(np.count_nonzero(ok)) for _, ok in _blocks(c, q))
+
+
+def correct_for_query(c: Circuits, q: int) -> np.ndarray:
+    """correct[t_0, .., t_{K-2}]: is the input (t_0, .., t_{K-2}, q) classified correctly?"""
+    v, free = c.config.d_vocab, c.config.n_ctx - 1
+    out = np.empty((v,) * free, dtype=bool)
+    for outer, ok in _blocks(c, q):
+        out[outer] = ok.reshape((v,) * min(2, free))
+    return out
+
+
+def _blocks(c: Circuits, q: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """(outer tokens, correct[inner inputs]) for each block of the inputs whose last token is q:
+    the last two free positions form the block, the others are its outer tokens."""
     v, k = c.config.d_vocab, c.config.n_ctx
     free = k - 1
     scores = (c.eqke[q][None, :] + c.eqkp[q, :free, None]) / c.scale  # [free, v]
@@ -83,16 +98,13 @@ def count_for_query(c: Circuits, q: int) -> int:
     inner_max = inner_max.reshape(-1)
     rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
-
-    count = 0
     for outer in itertools.product(range(v), repeat=free - n_inner):
         base = g_query + sum((table[j, t] for j, t in enumerate(outer)), np.zeros(v))
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)
         right = block[target, rows]
         block[target, rows] = -np.inf
-        count += int(np.count_nonzero(right > block.max(axis=0)))
-    return count
+        yield outer, right > block.max(axis=0)
 
 
 def prove(c: Circuits) -> Proof:

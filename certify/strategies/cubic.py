@@ -29,8 +29,7 @@ def prove(config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits) -> 
     v, k = config.d_vocab, config.n_ctx
     if v < 2:
         raise ValueError("the cubic strategy needs d_vocab >= 2")
-    scale = np.abs(c.eu).max() + 2 * np.abs(c.evou).max() + 2 * np.abs(c.pvou).max()
-    delta = 2.0**-30 * (1.0 + scale)
+    delta = shading(c)
     tables = _tables(c)
     proved = np.zeros((v, v, k), np.int64)
     margin = np.zeros((v, v, k))
@@ -61,6 +60,30 @@ def prove(config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits) -> 
         lemmas={"proved": encode_array(proved), "margin": encode_array(margin)},
         report={"tight_margin": tight, "next_bound": next_bound, "delta": delta},
     )
+
+
+def shading(c: Circuits) -> float:
+    """delta: 2^-30 of the logits' scale, far above float64 rounding of the bounds."""
+    scale = np.abs(c.eu).max() + 2 * np.abs(c.evou).max() + 2 * np.abs(c.pvou).max()
+    return 2.0**-30 * (1.0 + scale)
+
+
+def lemma_tokens(c: Circuits) -> tuple[np.ndarray, np.ndarray]:
+    """inside[q, m, c, k']: token k' < m has bound < -2 delta in case (q, m, c >= 1);
+    inside0[q, m]: the input (m, .., m, q) has. The hybrid rule's sound test at margin 0 finds
+    at least these."""
+    v, k = c.config.d_vocab, c.config.n_ctx
+    delta, tables = shading(c), _tables(c)
+    inside = np.zeros((v, v, k, v), dtype=bool)
+    inside0 = np.zeros((v, v), dtype=bool)
+    for m in range(v):
+        ok = bounds_at(m, k, c, tables) < -2 * delta
+        inside0[:, m] = ok[:, 0, 0]  # c = 0 with the per-slot bound, as the hybrid rule checks
+        ok[:, 0, :] = False
+        ok[:, :, m:] = False
+        inside[:, m] = ok
+    exists = case_exists(v, k)
+    return inside & exists[..., None], inside0 & exists[:, :, 0]
 
 
 def case_exists(v: int, k: int) -> np.ndarray:

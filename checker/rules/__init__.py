@@ -36,6 +36,10 @@ def rule_for(strategy: str) -> Rule | None:
         from checker.rules import cubic
 
         return cubic.check
+    if strategy == "hybrid":
+        from checker.rules import hybrid
+
+        return hybrid.check
     if strategy == "subcubic":
         from checker.rules import subcubic
 

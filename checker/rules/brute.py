@@ -150,9 +150,10 @@ def thresholds(k: int, w_max: Fraction, bmax: Fraction) -> tuple[float, float]:
 def count_query(q: int) -> tuple[int, int, int]:
     """(correct inputs, FLOPs, undecided inputs) among the v^(K-1) inputs whose query is q."""
     T = _TABLES
-    assert T is not None
+    assert T is not None and _WORK is not None
     table, mag, flops = query_tables(T, q)
-    count, more, undecided = count_block(T, q, table, mag, [np.arange(T.v)] * (T.k - 1))
+    everything = [np.arange(T.v)] * (T.k - 1)
+    count, more, undecided = count_block(T, q, table, mag, everything, _WORK)
     return count, flops + more, undecided
 
 
@@ -167,56 +168,63 @@ def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def count_block(
-    T: Tables, q: int, table: np.ndarray, mag: np.ndarray, slots: list[np.ndarray]
+    T: Tables, q: int, table: np.ndarray, mag: np.ndarray, slots: list[np.ndarray], work: Work
 ) -> tuple[int, int, int]:
     """(correct, FLOPs, undecided) among the inputs with query q and t_i in slots[i], i < K-1.
 
-    The input set is the product of the slot sets. The two largest sets form an inner block,
-    summed once; every choice of the other slots adds its rows to it (Lemmas 2-3: the float
-    sum may be taken in any order), then undecided inputs are settled exactly (Lemma 4)."""
-    assert _WORK is not None
+    The input set is the product of the slot sets. The query row, the rows of single-token
+    slots and the two largest sets form an inner block, summed once; every choice of the other
+    slots adds its rows to it (Lemmas 2-3 hold for any summation order), then undecided inputs
+    are settled exactly (Lemma 4)."""
     v, free = T.v, T.k - 1
     order = sorted(range(free), key=lambda i: len(slots[i]))
     n_inner = min(2, free)
-    outer_pos, inner_pos = order[: free - n_inner], order[free - n_inner :]
-    inner, inner_s = np.zeros((1,) * n_inner + (v,)), np.zeros((1,) * n_inner)
-    inner_max = np.full((1,) * n_inner, q)
+    inner_pos, rest = order[free - n_inner :], order[: free - n_inner]
+    fixed = [j for j in rest if len(slots[j]) == 1]
+    loop_pos = [j for j in rest if len(slots[j]) > 1]
+    inner = table[free, q] + sum((table[j, slots[j][0]] for j in fixed), np.zeros(v))
+    inner_s = mag[free, q] + sum(mag[j, slots[j][0]] for j in fixed)
+    inner_max = max([q, *(int(slots[j][0]) for j in fixed)])
+    inner, inner_s = inner.reshape((1,) * n_inner + (v,)), np.full((1,) * n_inner, inner_s)
+    flops = v * (len(fixed) + 1)
     for axis, j in enumerate(inner_pos):
         shape = [1] * n_inner
         shape[axis] = len(slots[j])
         inner = inner + table[j, slots[j]].reshape(*shape, v)
         inner_s = inner_s + mag[j, slots[j]].reshape(shape)
         inner_max = np.maximum(inner_max, slots[j].reshape(shape))
+        flops += inner_s.size * (v + 1)
     inner_shape = inner_s.shape
     inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
-    inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)
+    inner_s, inner_max = inner_s.reshape(-1), np.broadcast_to(inner_max, inner_shape).reshape(-1)
     rows = np.arange(len(inner_max))
-    block = np.empty_like(inner)
-    count, undecided, n_outer = 0, 0, 0
-    for outer in itertools.product(*(slots[j].tolist() for j in outer_pos)):
-        _WORK.tick()
-        n_outer += 1
-        base, base_s = table[free, q].copy(), mag[free, q]
-        for j, t in zip(outer_pos, outer, strict=True):
-            base, base_s = base + table[j, t], base_s + mag[j, t]
-        target = np.maximum(inner_max, max(outer, default=q))
-        np.add(inner, base[:, None], out=block)  # fl(L[x]) of every input in this block
+    count, undecided, n_in = 0, 0, len(rows)
+    for outer in itertools.product(*(slots[j].tolist() for j in loop_pos)):
+        work.tick()
+        block, base_s = inner, 0.0  # one pass: the block may be overwritten
+        if loop_pos:
+            base = sum(table[j, t] for j, t in zip(loop_pos, outer, strict=True))
+            base_s = sum(mag[j, t] for j, t in zip(loop_pos, outer, strict=True))
+            block = inner + base[:, None]  # fl(L[x]) of every input in this block
+            flops += v * (len(loop_pos) + n_in)
+        target = np.maximum(inner_max, max(outer, default=0))
         right = block[target, rows]
         block[target, rows] = -np.inf
         margin = right - block.max(axis=0)  # fl(L[m] - max_{x != m} L[x])
         bound = T.theta * (inner_s + base_s) + T.zeta  # E = fl(theta S + zeta)
         count += int(np.count_nonzero(margin > bound))
+        flops += v * n_in + 8 * n_in
         for row in np.flatnonzero(np.abs(margin) <= bound):
             undecided += 1
             seq = [q] * T.k
-            for j, t in zip(outer_pos, outer, strict=True):
+            for j in fixed:
+                seq[j] = int(slots[j][0])
+            for j, t in zip(loop_pos, outer, strict=True):
                 seq[j] = t
             for j, i in zip(inner_pos, np.unravel_index(row, inner_shape), strict=True):
                 seq[j] = int(slots[j][i])
             close = np.flatnonzero(right[row] - block[:, row] <= bound[row])
             count += settle(T, tuple(seq), [int(x) for x in close])
-    n_in = len(rows)
-    flops = n_inner * n_in * v + n_outer * (T.k * v + 2 * v * n_in + 8 * n_in)
     return count, flops, undecided
 
 

@@ -184,16 +184,10 @@ def proved_tokens(
     certainly satisfies (2) at both arrangements, and ok0[q], whether the input (m, .., m, q)
     (c = 0) certainly does. S < 0 is required strictly, so a margin of 0 is sound too.
     Rows and columns of cases that do not exist are meaningless."""
-    alpha, beta, asc, desc, evou, pvou, eu = t
-    v = eu[0].shape[0]
-    x = np.arange(v) != m  # the wrong tokens
+    alpha, beta, asc, desc = t[:4]
+    v = alpha[0].shape[0]
     q = np.arange(v)
-    pvou_star = up(pvou[1][:, x] - pvou[0][:, m : m + 1]).max(axis=0)  # [x]
-    evou_c = up(evou[1][:, x] - evou[0][:, m : m + 1])  # [t, x]
-    eu_c = up(eu[1][:, x] - eu[0][:, m : m + 1])  # [q, x]
-    f = up(evou_c + pvou_star).max(axis=1)  # F[t]
-    g = up(eu_c.max(axis=1)[:, None] + f)  # g[q, t] = EU*[q] + F[t]
-    work.add(2 * k * v + 6 * v * (v - 1) + v * v)
+    pvou_star, evou_c, eu_c, g = slot_bounds(m, k, t, work)
     # c >= 1: h[q, c, t] and S for both arrangements, every k' < m at once
     y = up(g[:, None, :] + margin[:, :, None])
     h = up_mul((alpha[0][:, None, :], alpha[1][:, None, :]), y)
@@ -215,6 +209,23 @@ def proved_tokens(
     at_q = up_mul((w_q[0][:, None], w_q[1][:, None]), up(base + evou_c))
     work.add(12 * v * (v - 1) + 4 * v)
     return ok, up(at_m + at_q).max(axis=1) < 0
+
+
+def slot_bounds(
+    m: int, k: int, t: Tables, work: Work
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Upper bounds of (1) for max m: PVOU*[x], EVOU_c[t, x], EU_c[q, x] over the wrong tokens
+    x != m, and g[q, t] = EU*[q] + F[t]."""
+    evou, pvou, eu = t[4:]
+    v = eu[0].shape[0]
+    x = np.arange(v) != m  # the wrong tokens
+    pvou_star = up(pvou[1][:, x] - pvou[0][:, m : m + 1]).max(axis=0)  # [x]
+    evou_c = up(evou[1][:, x] - evou[0][:, m : m + 1])  # [t, x]
+    eu_c = up(eu[1][:, x] - eu[0][:, m : m + 1])  # [q, x]
+    f = up(evou_c + pvou_star).max(axis=1)  # F[t]
+    g = up(eu_c.max(axis=1)[:, None] + f)  # g[q, t] = EU*[q] + F[t]
+    work.add(2 * k * v + 6 * v * (v - 1) + v * v)
+    return pvou_star, evou_c, eu_c, g
 
 
 def mul_iv(a: Interval, b: Interval) -> Interval:

@@ -1,0 +1,198 @@
+"""Hybrid proofs: the cubic lemmas, and the inputs they leave unproved settled one by one.
+
+Cases. (q, m, c) exactly as in the cubic rule (checker/rules/cubic.py): query q <= m, max m,
+and c of the K-1 non-query positions holding a token < m (the others hold m); they partition
+{0..v-1}^K. An input of case c >= 1 has its non-max non-query tokens at positions
+J = (j_0 < .. < j_{c-1}) with values t_J in {0..m-1}^c.
+
+Lemmas (the cubic argument at margin 0, shared by every c). With the cubic rule's per-slot bound
+g(t) and h(t) = alpha(t) g(t), a pure input of token k' and arrangement (X, Y) (X: the beta of
+the m-slots, Y: of the c slots of k') has S = X h(m) + Y h(k') + beta_q h(q), and S < 0 proves
+it correct; the mediant argument extends this to every input whose c tokens all satisfy it.
+Let R >= X h(m) + beta_q h(q) (rounded up) and h^ >= h(k'). Then S < 0 follows from
+h^ < tau, with tau = down(-R / Y_lo) if R >= 0 (so h^ < 0 and Y h(k') <= Y_lo h^ < -R), and
+tau = max(down(-R / Y_hi), 0) if R < 0 (h^ < 0 gives S <= R < 0; 0 <= h^ < tau gives
+Y h(k') <= Y_hi h^ < -R); tau = -inf if R is not a number or Y_lo = 0 < R. So
+A(q, m, c) = {k' < m : h^(k') < min(tau_A, tau_B)}: h is computed once per (q, m), not per c
+(about 12 v^3 FLOPs in all for K = 4, against the cubic rule's 60 v^3). For c = 0 the input
+(m, .., m, q) is proved iff R < 0 with X = T, the sum of every non-query beta.
+
+Partition. If every t_j is in A, the mediant argument proves the input correct: the lemmas
+cover the C(K-1, c) |A|^c such inputs. The rest of the case, t_J in {0..m-1}^c minus A^c, is
+the disjoint union over r = 0..c-1 of the product sets
+
+    P_r = A^r x B x {0..m-1}^(c-1-r)    (j_0..j_{r-1} in A, j_r in B, the others anything < m):
+
+a t_J outside A^c has exactly one first position j_r whose token is outside A, so it lies in
+exactly one P_r, and every member of a P_r has t_{j_r} outside A. For c = 0 the case is the
+single input (m, .., m, q): covered iff the cubic c = 0 check proves it, else enumerated. So in
+every case "covered" and "enumerated" are complementary, and since the checker derives both
+from its own A (the certificate lists cases, never inputs), no input is counted twice or
+skipped, whatever the certificate says.
+
+Enumeration. Each P_r (for each J) is a product of slot sets, evaluated by the brute-force
+rule's sound machinery (``brute.count_block``: the float filter with its proven error bound,
+exact settlement of undecided inputs, ties wrong). An enumerated case therefore counts exactly
+its correct inputs; with every case that has a remainder enumerated, the count is the exact
+accuracy.
+
+Certificate. lemmas.enumerate[q, m, c] (0/1): the cases whose remainder is enumerated (a
+prover under a FLOP budget enumerates only some); lemmas.correct[q, m, c]: the claimed correct
+inputs of each case. The rule rejects the first case whose sound count is below its claim.
+"""
+
+from __future__ import annotations
+
+import itertools
+from math import comb
+
+import numpy as np
+
+from checker.arith import down, up
+from checker.circuits import Weights
+from checker.cost import Work
+from checker.format import Certificate, FormatError, decode_array, field
+from checker.rules import RuleResult, brute, cubic
+from checker.rules.brute import Tables
+
+Slots = list[np.ndarray]
+_PLAN: dict[int, list[tuple[int, int, list[Slots]]]] = {}  # q -> (m, c, blocks); for workers
+_TABLES: Tables | None = None
+_WORK: Work | None = None
+
+
+def check(cert: Certificate, work: Work) -> RuleResult:
+    global _PLAN, _TABLES, _WORK
+    v, k = cert.config.d_vocab, cert.config.n_ctx
+    if v < 2:
+        raise FormatError("strategy hybrid needs d_vocab >= 2")
+    enumerate_, claimed = read_lemmas(cert, v, k)
+    w = Weights(cert, work)
+    counts, _PLAN = cover(cert, w, enumerate_, work)
+    if _PLAN:
+        _TABLES, _WORK = brute.tables(cert, w, work), work
+    queries = sorted(_PLAN, reverse=True)
+    undecided = enumerated = 0
+    for done, (q, found, flops, und) in enumerate(brute.map_queries(settle_query, queries, v)):
+        for m, c, n, size in found:
+            counts[q, m, c] += n
+            enumerated += size
+        undecided += und
+        work.add(flops)
+        work.tick("hybrid: query tokens", done + 1, len(queries))
+    _PLAN, _TABLES, _WORK = {}, None, None
+    bad = np.argwhere(counts < claimed)
+    if len(bad):
+        q, m, c = (int(i) for i in bad[0])
+        why = f"claimed {claimed[q, m, c]} correct inputs, proved {counts[q, m, c]}"
+        return RuleResult(0, failed=f"lemmas.correct[{q},{m},{c}]: {why}")
+    report = {
+        "unexplained_dims": 3 * v * v + 2 * k * v + enumerated * v,
+        "enumerated_inputs": enumerated,
+        "undecided_inputs": undecided,
+    }
+    return RuleResult(int(counts.sum()), report=report)
+
+
+def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``enumerate`` (0/1) and ``correct`` (claims), both int64 [q, m, c], ranges checked."""
+    arrays = []
+    for key in ("enumerate", "correct"):
+        a = decode_array(field(cert.lemmas, key, dict), f"lemmas.{key}", (v, v, k))
+        if a.dtype != np.int64:
+            raise FormatError(f"lemmas.{key}: must be int64")
+        arrays.append(a)
+    enumerate_, claimed = arrays
+    if np.any((enumerate_ != 0) & (enumerate_ != 1)):
+        raise FormatError("lemmas.enumerate: entries must be 0 or 1")
+    if np.any(claimed < 0) or np.any(claimed > case_sizes(v, k)):
+        raise FormatError("lemmas.correct: a count is negative or exceeds its case's inputs")
+    return enumerate_, claimed
+
+
+def case_sizes(v: int, k: int) -> np.ndarray:
+    """[q, m, c]: the number of inputs in case (q, m, c), 0 where it does not exist."""
+    m, c = np.arange(v, dtype=object)[None, :, None], np.arange(k)[None, None, :]
+    n = np.array([comb(k - 1, i) for i in range(k)], dtype=object) * m**c
+    return np.where(cubic.case_limits(v, k) > 0, n, 0)
+
+
+def cover(
+    cert: Certificate, w: Weights, enumerate_: np.ndarray, work: Work
+) -> tuple[np.ndarray, dict[int, list[tuple[int, int, list[Slots]]]]]:
+    """The inputs the cubic lemmas cover per case, and per query the remainder blocks of the
+    cases to enumerate (the partition of the module docstring)."""
+    v, k = cert.config.d_vocab, cert.config.n_ctx
+    tables = cubic.tables(cert, w, work)
+    exists = cubic.case_limits(v, k) > 0
+    counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
+    plan: dict[int, list[tuple[int, int, list[Slots]]]] = {}
+    for m in range(v):
+        work.tick("hybrid: lemmas", m, v)
+        h, tau, ok0 = lemma_bounds(m, k, tables, work)
+        ok = h[:, None, :m] < tau[:, :, None]  # [q, c, k']
+        work.add(ok.size)
+        for q, c in np.argwhere(exists[:, m, :]).tolist():
+            inside = np.flatnonzero(ok[q, c]) if c else np.array([], np.int64)
+            counts[q, m, c] = comb(k - 1, c) * len(inside) ** c if c else int(ok0[q])
+            if enumerate_[q, m, c] and ((c == 0 and not ok0[q]) or (c > 0 and len(inside) < m)):
+                plan.setdefault(q, []).append((m, c, remainder(m, c, k, inside)))
+    return counts, plan
+
+
+def lemma_bounds(
+    m: int, k: int, t: cubic.Tables, work: Work
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """h^[q, k'] >= h(k'), the thresholds tau[q, c] (c >= 1) and ok0[q] (c = 0) of the module
+    docstring, for max m. Every + - x / is rounded outward; NaN never proves anything."""
+    alpha, beta, asc, desc = t[:4]
+    v = alpha[0].shape[0]
+    q, c = np.arange(v), np.arange(k)
+    g = cubic.slot_bounds(m, k, t, work)[3]
+    h = cubic.up_mul(alpha, g)  # [q, t]
+    query = cubic.up_mul((beta[0][:, -1], beta[1][:, -1]), h[q, q])  # beta_q h(q)  [q]
+    tau = np.full((v, k), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for xs, ys in ((asc, desc), (desc, asc)):  # arrangement A then B
+            x = (xs[0][:, k - 1 - c], xs[1][:, k - 1 - c])
+            r = up(cubic.up_mul(x, h[:, m, None]) + query[:, None])  # [q, c]
+            y_lo, y_hi = ys[0][:, c], ys[1][:, c]
+            positive = np.where(y_lo > 0, down(-r / y_lo), -np.inf)
+            negative = np.maximum(down(-r / y_hi), 0.0)
+            tau = np.minimum(tau, np.where(r < 0, negative, np.where(r >= 0, positive, -np.inf)))
+    ok0 = up(cubic.up_mul((asc[0][:, -1], asc[1][:, -1]), h[:, m]) + query) < 0
+    work.add(4 * v * v + 24 * v * k + 8 * v)
+    return h, tau, ok0
+
+
+def remainder(m: int, c: int, k: int, inside: np.ndarray) -> list[Slots]:
+    """The product sets P_r, for every placement J of the c tokens < m, as K-1 slot sets."""
+    top = np.array([m])
+    if c == 0:
+        return [[top] * (k - 1)]
+    below = np.arange(m)
+    outside = np.setdiff1d(below, inside)
+    blocks = []
+    for placement in itertools.combinations(range(k - 1), c):
+        for r in range(c):
+            slots = [top] * (k - 1)
+            for i, j in enumerate(placement):
+                slots[j] = inside if i < r else outside if i == r else below
+            if all(len(s) for s in slots):
+                blocks.append(slots)
+    return blocks
+
+
+def settle_query(q: int) -> tuple[int, list[tuple[int, int, int, int]], int, int]:
+    """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainder blocks."""
+    assert _TABLES is not None and _WORK is not None
+    table, mag, flops = brute.query_tables(_TABLES, q)
+    found, undecided = [], 0
+    for m, c, blocks in _PLAN[q]:
+        correct = size = 0
+        for slots in blocks:
+            n, f, u = brute.count_block(_TABLES, q, table, mag, slots, _WORK)
+            correct, size = correct + n, size + int(np.prod([len(s) for s in slots]))
+            flops, undecided = flops + f, undecided + u
+        found.append((m, c, correct, size))
+    return q, found, flops, undecided
