@@ -6,10 +6,10 @@ Cases (q, m, c) as in the cubic proof (docs/strategies.md, "Hybrid"). Per case, 
 - how many of the case's inputs are correct, from every input evaluated on the circuit tables as
   brute force does, and how many of them lie outside the lemma part (the remainder);
 - the checker FLOPs of enumerating the remainder, by the block formula of the brute-force rule.
-Without a budget every case whose remainder holds a correct input is enumerated (the others
-would add nothing), so the claim is the exact accuracy. With budget F, the cases with the most
-correct remainder inputs per checker FLOP go first while the checker's total FLOPs stay
-<= F x the brute-force check's. Nothing here is trusted: the checker derives its own lemma
+Without a budget every case with a remainder is enumerated, so the checker counts exactly the
+exact accuracy (float64 may misjudge an input whose logits nearly tie; the checker does not).
+With budget F, the lemmas' max tokens and then the cases with the most correct remainder inputs
+per checker FLOP go first while the checker's total FLOPs stay <= F x the brute-force check's. Nothing here is trusted: the checker derives its own lemma
 tokens, the partition and every enumerated input.
 """
 
@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from math import comb, prod
-from pathlib import Path
 
 import numpy as np
 
@@ -51,29 +49,45 @@ def prove(
             f"hybrid: the prover evaluates all {v}^{k} inputs, beyond its limit of 2^31; "
             "use cubic or a sub-cubic strategy"
         )
+    flops = FlopModel(config)
     inside, inside0 = lemma_tokens(c)
     covered = covered_counts(inside, inside0, k)
     total, rem_size, rem_correct = case_stats(c, inside, inside0)
     cost = remainder_flops(inside, inside0, k)
-    if budget is None and rem_size[rem_correct > 0].sum() > REMAINDER_LIMIT:
-        raise ValueError(
-            f"hybrid: the unproved remainder ({rem_size.sum()} inputs) is too large to enumerate "
-            "in one check; use --budget F"
-        )
-    candidates = rem_correct > 0
-    if budget is not None:
-        base = base_flops(config, weights, covered)
-        limit = budget * brute_flops(config) - base
-        candidates = choose(rem_correct, cost, limit, query_flops(v, k))
-    enumerate_ = candidates.astype(np.int64)
-    correct = np.where(candidates, total, covered).astype(np.int64)
+    empty = remainder_flops(np.zeros_like(inside), np.zeros_like(inside0), k)
+    if budget is None:
+        if rem_size.sum() > REMAINDER_LIMIT:
+            raise ValueError(
+                f"hybrid: the unproved remainder ({rem_size.sum()} inputs) is too large to "
+                "enumerate in one check; use --budget F"
+            )
+        lemma, enumerate_ = np.ones(v, dtype=bool), rem_size > 0
+    else:
+        lemma, enumerate_ = choose(flops, budget, covered, total, rem_correct, cost, empty)
+    lemma_m = lemma[None, :, None]
+    correct = np.where(enumerate_, total, np.where(lemma_m, covered, 0)).astype(np.int64)
+    enumerated = np.where(lemma_m, rem_size, case_sizes(v, k))[enumerate_]
     return Proof(
         strategy="hybrid",
         correct_count=int(correct.sum(dtype=object)),
         options={} if budget is None else {"budget": f"{budget:g}"},
-        lemmas={"enumerate": encode_array(enumerate_), "correct": encode_array(correct)},
-        report={"enumerated_inputs": int(rem_size[candidates].sum())},
+        lemmas={
+            "lemma": encode_array(lemma.astype(np.int64)),
+            "enumerate": encode_array(enumerate_.astype(np.int64)),
+            "correct": encode_array(correct),
+        },
+        report={
+            "enumerated_inputs": int(enumerated.sum()),
+            "predicted_flops": flops.total(lemma, enumerate_, np.where(lemma_m, cost, empty)),
+        },
     )
+
+
+def case_sizes(v: int, k: int) -> np.ndarray:
+    """[q, m, c]: inputs in case (q, m, c) (C(K-1, c) m^c, 1 for c = 0; 0 if it does not exist)."""
+    n = np.array([comb(k - 1, i) for i in range(k)], dtype=object)[None, None, :]
+    n = n * np.arange(v, dtype=object)[None, :, None] ** np.arange(k)[None, None, :]
+    return np.where(case_exists(v, k), n, 0).astype(np.int64)
 
 
 def covered_counts(inside: np.ndarray, inside0: np.ndarray, k: int) -> np.ndarray:
@@ -105,7 +119,7 @@ def _query_stats(q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     c, inside, inside0 = _SHARED
     v, k = c.config.d_vocab, c.config.n_ctx
     correct = correct_for_query(c, q).reshape(-1)
-    grid = np.indices((v,) * (k - 1), dtype=np.int16).reshape(k - 1, -1)
+    grid = np.indices((v,) * (k - 1), dtype=np.int16).reshape(k - 1, v ** (k - 1))
     top = np.maximum(grid.max(axis=0, initial=0), q)
     below = grid < top
     n_below = below.sum(axis=0)
@@ -151,60 +165,75 @@ def remainder_flops(inside: np.ndarray, inside0: np.ndarray, k: int) -> np.ndarr
     return cost
 
 
-def query_flops(v: int, k: int) -> int:
-    """The checker's FLOPs per query token with something to enumerate (its float tables)."""
-    return 14 * k * v * v
+class FlopModel:
+    """The FLOPs the checker counts for a hybrid certificate, term by term (checker/circuits.py,
+    rules/cubic.py, rules/hybrid.py, rules/brute.py); tests compare it with the checker's count,
+    and ``brute`` with the checker's count for a brute-force certificate."""
+
+    def __init__(self, config: MaxOfKConfig):
+        v, k, d, h = config.d_vocab, config.n_ctx, config.d_model, config.d_head
+        self.v, self.k = v, k
+        self.always = v * d  # E_q
+        self.circuits = (
+            v * h * (2 * d - 1) + v * h + v * d * (2 * h - 1) + v * d  # (E V + b_V) O + b_O
+            + v * v * (2 * d - 1) + v * v  # EVOU
+            + k * h * (2 * d - 1) + k * d * (2 * h - 1) + k * v * (2 * d - 1)  # PVOU
+            + v * v * (2 * d - 1)  # EU
+            + 2 * (v * h * (2 * d - 1) + v * h) + v * v * (2 * h - 1)  # query, key, EQKE
+            + k * h * (2 * d - 1) + v * k * (2 * h - 1)  # EQKP
+        )  # fmt: skip
+        self.lemma_tables = 4 * v * v + 4 * v * k + v * max(k - 2, 0) + 4 * v * (k - 1)
+        self.lemma_at = [
+            2 * k * v + 6 * v * (v - 1) + v * v + 4 * v * v + 24 * v * k + 8 * v + v * k * m
+            for m in range(v)
+        ]
+        self.enum_tables = 2 * v * v + k * v + k * v * v
+        self.per_query = 14 * k * v * v
+
+    def brute(self) -> int:
+        """A brute-force check: every query's full block enumeration."""
+        full = block_flops([self.v] * (self.k - 1), self.v, self.k)
+        return self.always + self.circuits + self.enum_tables + self.v * (self.per_query + full)
+
+    def total(self, lemma: np.ndarray, enumerate_: np.ndarray, cost: np.ndarray) -> int:
+        """A hybrid check running the lemmas at ``lemma`` and enumerating ``enumerate_``."""
+        out = self.always + (self.circuits if lemma.any() or enumerate_.any() else 0)
+        if lemma.any():
+            out += self.lemma_tables + sum(self.lemma_at[m] for m in np.flatnonzero(lemma))
+        if enumerate_.any():
+            queries = np.flatnonzero(enumerate_.any(axis=(1, 2)))
+            out += self.enum_tables + len(queries) * self.per_query + int(cost[enumerate_].sum())
+        return out
 
 
-def choose(gain: np.ndarray, cost: np.ndarray, limit: float, per_query: int) -> np.ndarray:
-    """Greedy: cases by correct remainder inputs per FLOP, each taken if it (and its query's
-    tables, the first time) fits in what is left of ``limit``."""
-    chosen = np.zeros(gain.shape, dtype=bool)
-    used, queries = 0, set()
+def choose(
+    flops: FlopModel,
+    budget: float,
+    covered: np.ndarray,
+    total: np.ndarray,
+    rem_correct: np.ndarray,
+    cost: np.ndarray,
+    empty: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lemma max tokens, then enumerated cases, greedily by correct inputs per checker FLOP,
+    each taken if it (with the tables it needs first) fits in budget x brute force's FLOPs."""
+    left = budget * flops.brute() - flops.always - flops.circuits
+    if left < 0:
+        raise ValueError(f"--budget {budget:g} is below the cost of the circuits alone")
+    gain = covered.sum(axis=(0, 2)).astype(np.float64)
+    lemma = np.zeros(flops.v, dtype=bool)
+    for m in np.argsort(-gain / np.array(flops.lemma_at), kind="stable").tolist():
+        extra = flops.lemma_at[m] + (0 if lemma.any() else flops.lemma_tables)
+        if gain[m] > 0 and extra <= left:
+            lemma[m], left = True, left - extra
+    lemma_m = lemma[None, :, None]
+    gain, cost = np.where(lemma_m, rem_correct, total), np.where(lemma_m, cost, empty)
+    enumerate_ = np.zeros(gain.shape, dtype=bool)
     useful = np.argwhere(gain > 0)
     ratio = gain[tuple(useful.T)] / np.maximum(cost[tuple(useful.T)], 1)
     for q, m, c in useful[np.argsort(-ratio, kind="stable")].tolist():
-        extra = int(cost[q, m, c]) + (0 if q in queries else per_query)
-        if used + extra <= limit:
-            chosen[q, m, c], used = True, used + extra
-            queries.add(q)
-    return chosen
-
-
-def brute_flops(config: MaxOfKConfig) -> int:
-    """The FLOPs the checker reports for a brute-force check of this model's shape (its exact
-    circuits, float tables, and per query the full block enumeration)."""
-    v, k, d, h = config.d_vocab, config.n_ctx, config.d_model, config.d_head
-    circuits = (
-        v * d  # E_q
-        + v * h * (2 * d - 1) + v * h + v * d * (2 * h - 1) + v * d  # (E V + b_V) O + b_O
-        + v * v * (2 * d - 1) + v * v  # EVOU
-        + k * h * (2 * d - 1) + k * d * (2 * h - 1) + k * v * (2 * d - 1)  # PVOU
-        + v * v * (2 * d - 1)  # EU
-        + 2 * (v * h * (2 * d - 1) + v * h) + v * v * (2 * h - 1)  # query, key, EQKE
-        + k * h * (2 * d - 1) + v * k * (2 * h - 1)  # EQKP
-    )  # fmt: skip
-    tables = 2 * v * v + k * v + k * v * v
-    full = block_flops([v] * (k - 1), v, k)
-    return circuits + tables + v * (query_flops(v, k) + full)
-
-
-def base_flops(config: MaxOfKConfig, weights: dict[str, np.ndarray], covered: np.ndarray) -> int:
-    """The checker's FLOPs with nothing enumerated (measured by checking such a certificate)
-    plus the float tables that any enumeration adds."""
-    from certify.certificate import build, write
-    from certify.sweep import run_checker
-
-    v, k = config.d_vocab, config.n_ctx
-    lemmas = {
-        "enumerate": encode_array(np.zeros((v, v, k), np.int64)),
-        "correct": encode_array(covered.astype(np.int64)),
-    }
-    proof = Proof("hybrid", int(covered.sum(dtype=object)), lemmas=lemmas)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "base.cert.json"
-        write(build(config, weights, proof), path)
-        result = run_checker(path)
-    if result.get("verdict") != "verified":
-        raise ValueError(f"hybrid: the lemma part did not verify: {result.get('failed_claim')}")
-    return int(result["flops"]) + 2 * v * v + k * v + k * v * v
+        extra = int(cost[q, m, c]) + (0 if enumerate_[q].any() else flops.per_query)
+        extra += 0 if enumerate_.any() else flops.enum_tables
+        if extra <= left:
+            enumerate_[q, m, c], left = True, left - extra
+    return lemma, enumerate_

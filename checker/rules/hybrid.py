@@ -36,9 +36,11 @@ exact settlement of undecided inputs, ties wrong). An enumerated case therefore 
 its correct inputs; with every case that has a remainder enumerated, the count is the exact
 accuracy.
 
-Certificate. lemmas.enumerate[q, m, c] (0/1): the cases whose remainder is enumerated (a
-prover under a FLOP budget enumerates only some); lemmas.correct[q, m, c]: the claimed correct
-inputs of each case. The rule rejects the first case whose sound count is below its claim.
+Certificate. lemmas.lemma[m] (0/1): the max tokens whose lemmas are evaluated (elsewhere A is
+empty and the whole case is remainder); lemmas.enumerate[q, m, c] (0/1): the cases whose
+remainder is enumerated (a prover under a FLOP budget runs only some of either);
+lemmas.correct[q, m, c]: the claimed correct inputs of each case. The rule rejects the first
+case whose sound count is below its claim.
 """
 
 from __future__ import annotations
@@ -66,9 +68,9 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     v, k = cert.config.d_vocab, cert.config.n_ctx
     if v < 2:
         raise FormatError("strategy hybrid needs d_vocab >= 2")
-    enumerate_, claimed = read_lemmas(cert, v, k)
+    lemma, enumerate_, claimed = read_lemmas(cert, v, k)
     w = Weights(cert, work)
-    counts, _PLAN = cover(cert, w, enumerate_, work)
+    counts, _PLAN = cover(cert, w, lemma, enumerate_, work)
     if _PLAN:
         _TABLES, _WORK = brute.tables(cert, w, work), work
     queries = sorted(_PLAN, reverse=True)
@@ -94,20 +96,20 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     return RuleResult(int(counts.sum()), report=report)
 
 
-def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``enumerate`` (0/1) and ``correct`` (claims), both int64 [q, m, c], ranges checked."""
+def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, ...]:
+    """``lemma`` [m], ``enumerate`` [q, m, c] (both 0/1) and ``correct`` [q, m, c] (claims),
+    int64, shapes and ranges checked."""
     arrays = []
-    for key in ("enumerate", "correct"):
-        a = decode_array(field(cert.lemmas, key, dict), f"lemmas.{key}", (v, v, k))
+    for key, shape in (("lemma", (v,)), ("enumerate", (v, v, k)), ("correct", (v, v, k))):
+        a = decode_array(field(cert.lemmas, key, dict), f"lemmas.{key}", shape)
         if a.dtype != np.int64:
             raise FormatError(f"lemmas.{key}: must be int64")
+        if key != "correct" and np.any((a != 0) & (a != 1)):
+            raise FormatError(f"lemmas.{key}: entries must be 0 or 1")
         arrays.append(a)
-    enumerate_, claimed = arrays
-    if np.any((enumerate_ != 0) & (enumerate_ != 1)):
-        raise FormatError("lemmas.enumerate: entries must be 0 or 1")
-    if np.any(claimed < 0) or np.any(claimed > case_sizes(v, k)):
+    if np.any(arrays[2] < 0) or np.any(arrays[2] > case_sizes(v, k)):
         raise FormatError("lemmas.correct: a count is negative or exceeds its case's inputs")
-    return enumerate_, claimed
+    return tuple(arrays)
 
 
 def case_sizes(v: int, k: int) -> np.ndarray:
@@ -118,24 +120,27 @@ def case_sizes(v: int, k: int) -> np.ndarray:
 
 
 def cover(
-    cert: Certificate, w: Weights, enumerate_: np.ndarray, work: Work
+    cert: Certificate, w: Weights, lemma: np.ndarray, enumerate_: np.ndarray, work: Work
 ) -> tuple[np.ndarray, dict[int, list[tuple[int, int, list[Slots]]]]]:
     """The inputs the cubic lemmas cover per case, and per query the remainder blocks of the
     cases to enumerate (the partition of the module docstring)."""
     v, k = cert.config.d_vocab, cert.config.n_ctx
-    tables = cubic.tables(cert, w, work)
+    tables = cubic.tables(cert, w, work) if lemma.any() else None
     exists = cubic.case_limits(v, k) > 0
     counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
     plan: dict[int, list[tuple[int, int, list[Slots]]]] = {}
     for m in range(v):
         work.tick("hybrid: lemmas", m, v)
-        h, tau, ok0 = lemma_bounds(m, k, tables, work)
-        ok = h[:, None, :m] < tau[:, :, None]  # [q, c, k']
-        work.add(ok.size)
+        ok, ok0 = np.zeros((v, k, m), dtype=bool), np.zeros(v, dtype=bool)
+        if tables is not None and lemma[m]:
+            h, tau, ok0 = lemma_bounds(m, k, tables, work)
+            ok = h[:, None, :m] < tau[:, :, None]  # [q, c, k']
+            work.add(ok.size)
         for q, c in np.argwhere(exists[:, m, :]).tolist():
             inside = np.flatnonzero(ok[q, c]) if c else np.array([], np.int64)
             counts[q, m, c] = comb(k - 1, c) * len(inside) ** c if c else int(ok0[q])
-            if enumerate_[q, m, c] and ((c == 0 and not ok0[q]) or (c > 0 and len(inside) < m)):
+            complete = len(inside) == m if c else bool(ok0[q])  # an empty remainder
+            if enumerate_[q, m, c] and not complete:
                 plan.setdefault(q, []).append((m, c, remainder(m, c, k, inside)))
     return counts, plan
 

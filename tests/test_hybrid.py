@@ -1,0 +1,255 @@
+"""The hybrid proof: its partition, its exactness against the exact oracle, its FLOP budget, and
+tampered certificates."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from math import comb
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from certify.certificate import Proof, build, encode_array
+from certify.circuits import circuits
+from certify.model import MaxOfKConfig
+from certify.strategies.hybrid import FlopModel, case_sizes, prove
+from checker.cost import Work
+from checker.format import FormatError, decode_array, parse
+from checker.rules import brute, cubic, hybrid
+from tests.oracle import exact_correct_count
+from tests.test_brute import Weights, random_model, tie_breaking_model, uniform_attention_model
+
+
+def certificate(config: MaxOfKConfig, weights: Weights, budget: float | None = None) -> dict:
+    return build(config, weights, prove(config, weights, circuits(config, weights), budget))
+
+
+def brute_proof() -> Proof:
+    return Proof("brute", 0)
+
+
+def check(doc: dict) -> hybrid.RuleResult:
+    return hybrid.check(parse(json.dumps(doc).encode()), Work())
+
+
+def lemma_arrays(doc: dict) -> dict[str, np.ndarray]:
+    return {key: decode_array(a, key).copy() for key, a in doc["lemmas"].items()}
+
+
+def with_lemmas(doc: dict, **arrays: np.ndarray) -> dict:
+    doc = json.loads(json.dumps(doc))
+    doc["lemmas"].update({key: encode_array(a) for key, a in arrays.items()})
+    return doc
+
+
+def near_max_model(v: int, k: int, seed: int) -> tuple[MaxOfKConfig, Weights]:
+    """A model that mostly computes the max (so lemmas cover much and the remainder is mixed):
+    keys score by token value, values copy the token, unembed reads it back."""
+    config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=v, d_head=v)
+    weights = random_model(config, seed, 0, 1.0)
+    rng = np.random.default_rng(seed)
+    eye = np.eye(v, dtype=np.float32)
+    weights["embed.W_E"] = eye + 0.05 * rng.standard_normal((v, v)).astype(np.float32)
+    weights["blocks.0.attn.W_Q"] = np.ones((1, v, v), np.float32) * 0.5
+    weights["blocks.0.attn.W_K"] = (np.arange(v, dtype=np.float32)[:, None] * eye)[None] * 2
+    weights["blocks.0.attn.W_V"], weights["blocks.0.attn.W_O"] = eye[None] * 3, eye[None]
+    weights["unembed.W_U"] = eye.copy()
+    return config, weights
+
+
+# --- the partition ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("k", "m"), [(2, 3), (3, 4), (4, 3), (5, 2)])
+def test_remainder_is_exactly_the_complement_of_the_lemma_part(k: int, m: int) -> None:
+    """For every lemma token set A, the blocks P_r over all placements hold each input of the
+    case outside the lemma part exactly once, and nothing else."""
+    rng = np.random.default_rng(k * 10 + m)
+    for c in range(1, k):
+        case = {
+            tokens
+            for tokens in itertools.product(range(m + 1), repeat=k - 1)
+            if sum(t < m for t in tokens) == c
+        }
+        for _ in range(6):
+            inside = np.flatnonzero(rng.random(m) < 0.5)
+            covered = {s for s in case if all(t in inside for t in s if t < m)}
+            seen = [
+                s
+                for slots in hybrid.remainder(m, c, k, inside)
+                for s in itertools.product(*(a.tolist() for a in slots))
+            ]
+            assert len(seen) == len(set(seen))  # nothing twice
+            assert set(seen) == case - covered  # exactly the complement
+            assert len(covered) == comb(k - 1, c) * len(inside) ** c
+
+
+@pytest.mark.parametrize(("v", "k"), [(2, 1), (3, 2), (4, 4), (64, 4), (64, 5)])
+def test_cases_partition_all_inputs(v: int, k: int) -> None:
+    assert int(hybrid.case_sizes(v, k).sum()) == v**k
+    assert np.array_equal(hybrid.case_sizes(v, k).astype(np.int64), case_sizes(v, k))
+
+
+# --- exactness and soundness against the exact oracle ------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    v=st.integers(2, 6),
+    k=st.integers(1, 4),
+    d=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    grid=st.sampled_from([0, 0, 1, 2]),
+    qk_scale=st.sampled_from([1.0, 0.0, 2.0**10]),
+)
+def test_full_hybrid_counts_exactly_the_exact_accuracy(v, k, d, seed, grid, qk_scale) -> None:
+    config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=d, d_head=d)
+    weights = random_model(config, seed, grid, qk_scale)
+    exact = exact_correct_count(weights)
+    result = check(certificate(config, weights))
+    assert result.failed is None
+    assert result.verified_count == exact
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), budget=st.sampled_from([0.1, 0.3, 0.6]))
+def test_budgeted_hybrid_is_sound_and_within_budget(seed: int, budget: float) -> None:
+    config, weights = near_max_model(5, 4, seed)
+    exact = exact_correct_count(weights)
+    doc = certificate(config, weights, budget)
+    result = check(doc)
+    assert result.failed is None
+    assert int(doc["claim"]["correct_count"]) <= result.verified_count <= exact
+    work = Work()
+    hybrid.check(parse(json.dumps(doc).encode()), work)
+    assert work.flops <= budget * FlopModel(config).brute()
+
+
+def test_lemmas_cover_most_of_a_near_max_model() -> None:
+    config, weights = near_max_model(6, 4, seed=3)
+    doc = certificate(config, weights)
+    covered = check(with_lemmas(doc, enumerate=np.zeros((6, 6, 4), np.int64),
+                                correct=np.zeros((6, 6, 4), np.int64)))  # fmt: skip
+    assert covered.failed is None
+    assert 0.5 * 6**4 < covered.verified_count < check(doc).verified_count
+
+
+def test_tied_and_near_tied_models_match_brute_force() -> None:
+    for config, weights in (uniform_attention_model(1), uniform_attention_model(2),
+                            tie_breaking_model()):  # fmt: skip
+        result = check(certificate(config, weights))
+        brute_cert = build(config, weights, brute_proof())
+        assert (
+            result.verified_count
+            == brute.check(parse(json.dumps(brute_cert).encode()), Work()).verified_count
+            == exact_correct_count(weights)
+        )
+
+
+# --- FLOPs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [None, 0.05, 0.2, 1.0])
+def test_prover_predicts_the_checkers_flops(budget: float | None) -> None:
+    config, weights = near_max_model(6, 4, seed=5)
+    proof = prove(config, weights, circuits(config, weights), budget)
+    work = Work()
+    hybrid.check(parse(json.dumps(build(config, weights, proof)).encode()), work)
+    assert work.flops == proof.report["predicted_flops"]
+
+
+def test_flop_model_matches_a_brute_force_check() -> None:
+    config, weights = near_max_model(5, 4, seed=2)
+    work = Work()
+    brute.check(parse(json.dumps(build(config, weights, brute_proof())).encode()), work)
+    assert work.flops == FlopModel(config).brute()
+
+
+# --- tampering ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def honest() -> tuple[dict, int]:
+    config, weights = near_max_model(6, 4, seed=11)
+    return certificate(config, weights), exact_correct_count(weights)
+
+
+def test_honest_certificate_verifies_at_the_exact_count(honest) -> None:
+    doc, exact = honest
+    assert int(doc["claim"]["correct_count"]) == exact
+    assert check(doc).verified_count == exact
+
+
+def test_raised_case_claim_is_rejected(honest) -> None:
+    doc, _ = honest
+    a = lemma_arrays(doc)
+    q, m, c = np.argwhere((a["correct"] < case_sizes(6, 4)) & (a["enumerate"] == 1))[0]
+    a["correct"][q, m, c] += 1
+    assert f"lemmas.correct[{q},{m},{c}]" in check(with_lemmas(doc, correct=a["correct"])).failed
+
+
+def test_case_moved_from_enumerated_to_covered_is_rejected(honest) -> None:
+    doc, _ = honest
+    a = lemma_arrays(doc)
+    q, m, c = np.argwhere(a["enumerate"] == 1)[0]
+    a["enumerate"][q, m, c] = 0
+    failed = check(with_lemmas(doc, enumerate=a["enumerate"])).failed
+    assert failed is not None and f"[{q},{m},{c}]" in failed
+
+
+def test_lemma_switched_off_is_rejected(honest) -> None:
+    doc, _ = honest
+    a = lemma_arrays(doc)
+    a["lemma"][:] = 0
+    assert check(with_lemmas(doc, lemma=a["lemma"])).failed is not None
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("enumerate", np.full((6, 6, 4), 2, np.int64)),
+        ("lemma", np.ones(5, np.int64)),
+        ("correct", np.full((6, 6, 4), -1, np.int64)),
+        ("correct", np.full((6, 6, 4), 10**6, np.int64)),
+        ("enumerate", np.ones((6, 6, 4), np.float64)),
+    ],
+)
+def test_malformed_lemmas_are_format_errors(honest, key: str, value: np.ndarray) -> None:
+    doc, _ = honest
+    with pytest.raises(FormatError):
+        check(with_lemmas(doc, **{key: value}))
+
+
+def test_total_claim_above_the_cases_is_rejected(tmp_path: Path, honest) -> None:
+    from tests.certgen import verify_bytes
+
+    doc, exact = honest
+    doc = json.loads(json.dumps(doc))
+    doc["claim"]["correct_count"] = str(exact + 1)
+    status, out, _ = verify_bytes(json.dumps(doc).encode(), tmp_path)
+    assert status == 1 and "REJECTED" in out
+
+
+def test_strict_threshold_never_proves_a_misclassified_pure_input() -> None:
+    """The rule's lemma tokens (margin 0) on small near-max models, K = 3: every pure input they
+    cover is correct in exact arithmetic (mixed ones follow by the mediant argument)."""
+    from tests.oracle import exact_circuits, margin_sign
+
+    for seed in range(6):
+        config, weights = near_max_model(4, 3, seed)
+        cert = parse(json.dumps(certificate(config, weights)).encode())
+        work = Work()
+        tables = cubic.tables(cert, cubic.Weights(cert, work), work)
+        ex = exact_circuits(weights)
+        for m in range(4):
+            h, tau, _ = hybrid.lemma_bounds(m, 3, tables, work)
+            for q in range(m + 1):
+                for c in range(1, 3 if q == m else 2):
+                    for t in np.flatnonzero(h[q, :m] < tau[q, c]):
+                        for slots in itertools.combinations(range(2), c):
+                            seq = (*(t if i in slots else m for i in range(2)), q)
+                            assert all(margin_sign(ex, seq, x, 4) > 0 for x in range(4) if x != m)
