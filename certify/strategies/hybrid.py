@@ -9,8 +9,9 @@ Cases (q, m, c) as in the cubic proof (docs/strategies.md, "Hybrid"). Per case, 
 Without a budget every case with a remainder is enumerated, so the checker counts exactly the
 exact accuracy (float64 may misjudge an input whose logits nearly tie; the checker does not).
 With budget F, the lemmas' max tokens and then the cases with the most correct remainder inputs
-per checker FLOP go first while the checker's total FLOPs stay <= F x the brute-force check's. Nothing here is trusted: the checker derives its own lemma
-tokens, the partition and every enumerated input.
+per checker FLOP go first while the checker's total FLOPs stay <= F x the brute-force check's.
+Nothing here is trusted: the checker derives its own lemma tokens, the partition and every
+enumerated input.
 """
 
 from __future__ import annotations
