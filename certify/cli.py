@@ -2,7 +2,7 @@
 
 certify train [--k 4] [--d-vocab 64] [--d-model 32] [--seed 123] [--steps 3000] -o MODEL
 certify accuracy MODEL
-certify emit MODEL [--strategy NAME] [-o CERT]
+certify emit MODEL [--strategy NAME] [--budget F] [-o CERT]
 certify strategies
 certify sweep [--k 4] [--seeds paper|123,50] [--strategies all|cubic,...] [--db results.sqlite]
 certify plot results.sqlite [-o DIR]
@@ -43,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("model")
     e.add_argument("--strategy", default="cubic", help="see 'certify strategies'")
     e.add_argument("-o", "--output", help="default: MODEL-STEM.STRATEGY.cert.json beside MODEL")
+    e.add_argument(
+        "--budget",
+        type=float,
+        metavar="F",
+        help="hybrid: enumerate only within F x brute force's checker FLOPs (0 < F <= 1)",
+    )
     e.add_argument(
         "--wide-peels",
         action="store_true",
@@ -125,6 +131,10 @@ def cmd_emit(args: argparse.Namespace) -> int:
     from certify.model import load
     from certify.strategies import prove
 
+    if args.budget is not None:
+        if args.strategy != "hybrid":
+            raise ValueError("--budget applies to --strategy hybrid only")
+        args.strategy = f"hybrid:{args.budget:g}"
     config, weights = load(args.model)
     if args.strategy == "all":
         return emit_all(args.model, config, weights, args.wide_peels)
@@ -146,12 +156,15 @@ def emit_all(model: str, config, weights, wide_peels: bool = False) -> int:
     is written beside MODEL and checked; prints one table row per strategy."""
     from certify.certificate import build, write
     from certify.circuits import circuits
-    from certify.strategies import prove
+    from certify.strategies import prove, strategy_names
+    from certify.strategies.hybrid import EVALUATION_LIMIT
     from certify.strategies.subcubic import prove_all
     from certify.sweep import run_checker
 
     c = circuits(config, weights)
-    names = (["brute"] if config.d_vocab**config.n_ctx <= 2**25 else []) + ["cubic"]
+    total = config.d_vocab**config.n_ctx
+    names = (["brute"] if total <= 2**25 else []) + ["cubic"]
+    names += [n for n in strategy_names() if n.startswith("hybrid") and total <= EVALUATION_LIMIT]
     timed = []
     for name in names:
         start = time.perf_counter()

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from certify.strategies import HYBRID_BUDGETS
+
 # Table 1's rows (paper-notes §5): name -> does this strategy belong to the group?
 # Sub-cubic names are "subcubic:<eu>/<attention>/<eps>" (paper-notes §3.3).
 
@@ -68,8 +70,15 @@ def _sub(
     return member
 
 
+def _hybrid(budget: str | None) -> Callable[[str], bool]:
+    """Membership test for ``hybrid`` (budget None) or ``hybrid:<budget>``."""
+    return lambda n: n == ("hybrid" if budget is None else f"hybrid:{budget}")
+
+
 GROUPS: dict[str, Callable[[str], bool]] = {
     "Brute force": lambda n: n == "brute",
+    "Hybrid (exact)": _hybrid(None),
+    **{f"Hybrid, budget {f:g}": _hybrid(f"{f:g}") for f in sorted(HYBRID_BUDGETS, reverse=True)},
     "Cubic": lambda n: n == "cubic",
     "Sub-cubic (best)": lambda n: n == "best-subcubic" or _parts(n) is not None,
     "  w/o mean+diff": _sub(drop=True),
@@ -87,6 +96,8 @@ GROUPS: dict[str, Callable[[str], bool]] = {
 def colour_group(name: str) -> str:
     """The one group a point is coloured by in the figures."""
     p = _parts(name)
+    if name.startswith("hybrid"):
+        return "Hybrid"
     if p is None:
         return {"brute": "Brute force", "cubic": "Cubic"}.get(name, name)
     eu, _, eps = p
@@ -227,6 +238,7 @@ def _save(fig, stem: Path) -> list[Path]:
 
 COLOURS = {
     "Brute force": "black",
+    "Hybrid": "tab:cyan",
     "Cubic": "tab:blue",
     "exact QK, exact EU": "tab:green",
     "exact QK, low-rank EU": "tab:olive",
@@ -272,6 +284,13 @@ def _bound_vs_flops(rows: list[dict[str, Any]], k: int):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     verified = [r for r in rows if r["normalised"] is not None]
     _scatter(ax, verified, "flops", "normalised")
+    curves: dict[tuple, list[tuple[float, float]]] = defaultdict(list)  # per model: its budgets
+    for r in verified:
+        if r["strategy"].startswith("hybrid") and r["flops"]:
+            curves[(r["d_vocab"], r["seed"])].append((r["flops"], r["normalised"]))
+    for points in curves.values():
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, "-", lw=0.6, alpha=0.4, color=COLOURS["Hybrid"])
     front = pareto([(r["flops"], r["normalised"]) for r in verified if r["flops"]])
     if front:
         xs, ys = zip(*front, strict=True)

@@ -14,7 +14,7 @@ from certify.certificate import Proof
 from certify.circuits import Circuits
 from certify.model import MaxOfKConfig
 
-HYBRID_BUDGETS = (0.005, 0.01, 0.02, 0.05)  # the frontier points swept by default
+HYBRID_BUDGETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)  # frontier points swept by default
 
 
 def strategy_names() -> list[str]:
