@@ -243,6 +243,48 @@ def subcubic_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
     return entries
 
 
+def hybrid_doc(weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    config, weights = validate(weights)
+    return build(config, weights, prove("hybrid", config, weights, circuits(config, weights)))
+
+
+def hybrid_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
+    """Planted-bad hybrid certificates of max3_v6: a case claim raised, a remainder or a lemma
+    dropped, malformed lemma arrays."""
+    doc = hybrid_doc(weights)
+    arrays = {
+        name: np.frombuffer(base64.b64decode(a["data"]), "<i8").reshape(a["shape"]).copy()
+        for name, a in doc["lemmas"].items()
+    }
+    enum, correct, lemma = arrays["enumerate"], arrays["correct"], arrays["lemma"]
+
+    def edited(name: str, index: tuple, value: int) -> bytes:
+        a = arrays[name].copy()
+        a[index] = value
+        return with_lemma(doc, name, a)
+
+    raised = [edited("correct", tuple(i), correct[tuple(i)] + 1) for i in np.argwhere(enum == 1)]
+    dropped = [edited("enumerate", tuple(i), 0) for i in np.argwhere(enum == 1)]
+    no_lemma = [edited("lemma", (m,), 0) for m in np.flatnonzero(lemma)[::-1]]
+    claim = int(doc["claim"]["correct_count"])
+    return [
+        ("hybrid_case_claim_plus_one", 1, "lemmas.correct[", "hybrid: one enumerated case "
+         "claims one more correct input than it has", first_rejected(raised)),
+        ("hybrid_enumerated_case_dropped", 1, "lemmas.correct[", "hybrid: a case's remainder "
+         "no longer enumerated, its claim kept", first_rejected(dropped)),
+        ("hybrid_lemma_dropped", 1, "lemmas.correct[", "hybrid: the lemmas of one max token "
+         "switched off, their claims kept", first_rejected(no_lemma)),
+        ("hybrid_claim_plus_one", 1, "claim.correct_count", f"hybrid: claim {claim + 1}, one "
+         "more than the cases hold", dumps(set_at(doc, "claim/correct_count", str(claim + 1)))),
+        ("hybrid_enumerate_two", 2, "lemmas.enumerate", "hybrid: an enumerate flag of 2",
+         edited("enumerate", (0, 0, 0), 2)),
+        ("hybrid_correct_float64", 2, "lemmas.correct", "hybrid: correct stored as float64",
+         with_lemma(doc, "correct", correct.astype(np.float64))),
+        ("hybrid_lemma_missing", 2, "lemmas.lemma", "hybrid: no lemma flags",
+         dumps(set_at(doc, "lemmas/lemma", ...))),
+    ]  # fmt: skip
+
+
 def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
     tiny = brute_doc(models["tiny_v4_k2"])
     good = dumps(tiny)
@@ -701,7 +743,8 @@ def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
         "an unknown top-level field",
         {**tiny, "trust_me": True},
     )
-    return E + cubic_corpus(models["max3_v6"]) + subcubic_corpus(models["max3_v6"])
+    k3 = models["max3_v6"]
+    return E + cubic_corpus(k3) + subcubic_corpus(k3) + hybrid_corpus(k3)
 
 
 def main() -> None:
@@ -715,6 +758,7 @@ def main() -> None:
         (SMALL / f"{name}.brute.cert.json").write_bytes(dumps(doc))
         (SMALL / f"{name}.cubic.cert.json").write_bytes(dumps(cubic_doc(weights)[0]))
         (SMALL / f"{name}.subcubic.cert.json").write_bytes(dumps(subcubic_doc(weights)))
+        (SMALL / f"{name}.hybrid.cert.json").write_bytes(dumps(hybrid_doc(weights)))
         claim = doc["claim"]
         print(f"small/{name}.brute.cert.json: {claim['correct_count']} of {claim['total']}")
     INVALID.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ CORPUS = [
 ]
 HAVE_RULES = {
     s: importlib.util.find_spec(f"checker.rules.{s}") is not None
-    for s in ("brute", "cubic", "subcubic")
+    for s in ("brute", "cubic", "hybrid", "subcubic")
 }
 
 

@@ -101,7 +101,7 @@ def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, ...]:
     int64, shapes and ranges checked."""
     arrays = []
     for key, shape in (("lemma", (v,)), ("enumerate", (v, v, k)), ("correct", (v, v, k))):
-        a = decode_array(field(cert.lemmas, key, dict), f"lemmas.{key}", shape)
+        a = decode_array(field(cert.lemmas, key, dict, "lemmas."), f"lemmas.{key}", shape)
         if a.dtype != np.int64:
             raise FormatError(f"lemmas.{key}: must be int64")
         if key != "correct" and np.any((a != 0) & (a != 1)):
