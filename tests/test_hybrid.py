@@ -47,18 +47,20 @@ def with_lemmas(doc: dict, **arrays: np.ndarray) -> dict:
 
 
 def near_max_model(v: int, k: int, seed: int) -> tuple[MaxOfKConfig, Weights]:
-    """A model that mostly computes the max (so lemmas cover much and the remainder is mixed):
-    keys score by token value, values copy the token, unembed reads it back."""
+    """A model that mostly computes the max (so the lemmas cover much and the remainder is
+    mixed): a constant query, keys scoring by token value, values copying the token, unembed
+    reading it back; small random noise everywhere."""
     config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=v, d_head=v)
-    weights = random_model(config, seed, 0, 1.0)
     rng = np.random.default_rng(seed)
-    eye = np.eye(v, dtype=np.float32)
-    weights["embed.W_E"] = eye + 0.05 * rng.standard_normal((v, v)).astype(np.float32)
-    weights["blocks.0.attn.W_Q"] = np.ones((1, v, v), np.float32) * 0.5
-    weights["blocks.0.attn.W_K"] = (np.arange(v, dtype=np.float32)[:, None] * eye)[None] * 2
-    weights["blocks.0.attn.W_V"], weights["blocks.0.attn.W_O"] = eye[None] * 3, eye[None]
-    weights["unembed.W_U"] = eye.copy()
-    return config, weights
+    w = {key: 0.02 * rng.standard_normal(shape) for key, shape in config.shapes().items()}
+    eye = np.eye(v)
+    w["embed.W_E"] += eye
+    w["blocks.0.attn.W_Q"] += np.ones((1, v, v))
+    w["blocks.0.attn.W_K"] += (16.0 * np.arange(v)[:, None] * eye / v)[None]
+    w["blocks.0.attn.W_V"] += 3 * eye[None]
+    w["blocks.0.attn.W_O"] += eye[None]
+    w["unembed.W_U"] += eye
+    return config, {key: a.astype(np.float32) for key, a in w.items()}
 
 
 # --- the partition ---------------------------------------------------------------------------
@@ -253,3 +255,22 @@ def test_strict_threshold_never_proves_a_misclassified_pure_input() -> None:
                         for slots in itertools.combinations(range(2), c):
                             seq = (*(t if i in slots else m for i in range(2)), q)
                             assert all(margin_sign(ex, seq, x, 4) > 0 for x in range(4) if x != m)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def test_emit_with_budget_verifies_and_bad_budgets_are_one_line_errors(tmp_path: Path) -> None:
+    from certify.cli import main as certify_main
+    from tests.certgen import SMALL, run_checker
+
+    model, cert = SMALL / "max3_v6.safetensors", tmp_path / "h.cert.json"
+    argv = ["emit", str(model), "--strategy", "hybrid", "--budget", "0.5", "-o", str(cert)]
+    assert certify_main(argv) == 0
+    status, out, _ = run_checker("verify", str(cert), "--json")
+    assert status == 0 and json.loads(out)["strategy"] == "hybrid"
+    for bad in (
+        ["--strategy", "cubic", "--budget", "0.5"],
+        ["--strategy", "hybrid", "--budget", "2"],
+    ):
+        assert certify_main(["emit", str(model), *bad, "-o", str(cert)]) == 2

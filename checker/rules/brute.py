@@ -182,10 +182,11 @@ def count_block(
     inner_pos, rest = order[free - n_inner :], order[: free - n_inner]
     fixed = [j for j in rest if len(slots[j]) == 1]
     loop_pos = [j for j in rest if len(slots[j]) > 1]
-    inner = table[free, q] + sum((table[j, slots[j][0]] for j in fixed), np.zeros(v))
-    inner_s = mag[free, q] + sum(mag[j, slots[j][0]] for j in fixed)
-    inner_max = max([q, *(int(slots[j][0]) for j in fixed)])
-    inner, inner_s = inner.reshape((1,) * n_inner + (v,)), np.full((1,) * n_inner, inner_s)
+    tokens = [int(slots[j][0]) for j in fixed]
+    inner = table[free, q] + table[fixed, tokens].sum(axis=0)
+    inner_s = np.full((1,) * n_inner, mag[free, q] + mag[fixed, tokens].sum())
+    inner_max = np.full((1,) * n_inner, max([q, *tokens]))
+    inner = inner.reshape((1,) * n_inner + (v,))
     flops = v * (len(fixed) + 1)
     for axis, j in enumerate(inner_pos):
         shape = [1] * n_inner
@@ -196,7 +197,7 @@ def count_block(
         flops += inner_s.size * (v + 1)
     inner_shape = inner_s.shape
     inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
-    inner_s, inner_max = inner_s.reshape(-1), np.broadcast_to(inner_max, inner_shape).reshape(-1)
+    inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)  # both full: every axis set
     rows = np.arange(len(inner_max))
     count, undecided, n_in = 0, 0, len(rows)
     for outer in itertools.product(*(slots[j].tolist() for j in loop_pos)):

@@ -175,8 +175,9 @@ def remainder(m: int, c: int, k: int, inside: np.ndarray) -> list[Slots]:
     top = np.array([m])
     if c == 0:
         return [[top] * (k - 1)]
-    below = np.arange(m)
-    outside = np.setdiff1d(below, inside)
+    below, unproved = np.arange(m), np.ones(m, dtype=bool)
+    unproved[inside] = False
+    outside = np.flatnonzero(unproved)
     blocks = []
     for placement in itertools.combinations(range(k - 1), c):
         for r in range(c):
