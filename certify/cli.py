@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from certify.model import MaxOfKConfig, save
-    from certify.train import train
+    from certify.train import recipe, train
 
     if min(args.k, args.d_vocab, args.d_model, args.steps) < 1:
         raise ValueError("--k, --d-vocab, --d-model and --steps must be positive")
@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     weights = train(config, seed=args.seed, steps=args.steps)
-    save(weights, args.output)
+    save(weights, args.output, recipe(config, args.seed, args.steps))
     print(
         f"trained K={args.k} d_vocab={args.d_vocab} seed={args.seed} in "
         f"{time.perf_counter() - start:.1f} s -> {args.output}"
