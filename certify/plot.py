@@ -25,8 +25,8 @@ from typing import Any
 from certify.rounding import down
 from certify.sweep import KEY
 
-# Table 1's rows (paper-notes §5): name -> does this strategy belong to the group?
-# Sub-cubic names are "subcubic:<eu>/<attention>/<eps>" (paper-notes §3.3).
+# The table's rows (docs/results.md): name -> does this strategy belong to the group?
+# Sub-cubic names are "subcubic:<eu>/<attention>/<eps>" (docs/strategies.md, "Sub-cubic").
 
 
 def _parts(name: str) -> tuple[str, str, str] | None:

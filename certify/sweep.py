@@ -244,7 +244,7 @@ def checker_row(result: dict[str, Any], fallback_dims: int | None = None) -> dic
 
 
 def paper_dims(v: int, k: int, strategy: str) -> int | None:
-    """Fallback when the checker does not report it: paper-notes §4 for brute and cubic."""
+    """Fallback when the checker does not report it (brute, cubic; docs/strategies.md)."""
     return {"brute": v ** (k + 1), "cubic": 3 * v * v + 2 * k * v}.get(strategy)
 
 
