@@ -254,7 +254,7 @@ def emit_all(
             r = run_checker(out)
             bar.update()
             if as_json:
-                print(json.dumps({"strategy": name, "certificate": str(out), **r}), flush=True)
+                print(json.dumps({**r, "strategy": name, "certificate": str(out)}), flush=True)
                 continue
             print(
                 f"| {name} | {r['verdict']} | {r.get('bound_decimal')} | {r.get('flops', 0):,} | "

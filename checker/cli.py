@@ -93,8 +93,7 @@ def verify(args: argparse.Namespace) -> int:
         result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
         result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
         result["untrusted_provenance"] = cert.provenance  # echoed as stated, never checked
-        differs = _model_differs(args.model, cert, result)
-        status = REJECTED if differs else _check(cert, work, result)
+        status = REJECTED if _other_model(args.model, cert, result) else _check(cert, work, result)
     except FormatError as e:
         result["failed_claim"] = str(e)
     except TimeLimitExceeded as e:
@@ -120,16 +119,20 @@ def _read(args: argparse.Namespace) -> Certificate:
     return parse(data, args.max_bytes)
 
 
-def _model_differs(model: str | None, cert: Certificate, result: dict[str, Any]) -> bool:
-    """True (a rejection) when the --model file holds other weights: the claim is not about it."""
+def _other_model(model: str | None, cert: Certificate, result: dict[str, Any]) -> bool:
+    """True (a rejection) if --model has other weights or shapes (the hash covers values only)."""
     from checker.safetensors import read_weights
 
-    if model is None or (held := weights_sha256(read_weights(Path(model)))) == cert.model_sha256:
+    if model is None:
+        return False
+    weights = read_weights(Path(model))
+    held, shapes = weights_sha256(weights), [w.shape for w in weights.values()]
+    if (held, shapes) == (cert.model_sha256, list(cert.config.shapes().values())):
         return False
     result.update(verdict="rejected", model_file_sha256=held)
     result["failed_claim"] = (
-        f"--model {model}: its weights sha256 is {held} but the certificate's is "
-        f"{cert.model_sha256}; the claim is not established for that file"
+        f"--model {model}: its weights sha256 is {held} (shapes {shapes}) but the certificate's "
+        f"is {cert.model_sha256}; the claim is not established for that file"
     )
     return True
 

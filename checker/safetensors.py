@@ -1,8 +1,7 @@
 """Read model weights from a .safetensors file: 8-byte header length, JSON header, raw bytes.
 
 Safetensors holds no code; this reader accepts only float32 tensors with the expected keys and
-shapes (other keys, such as TransformerLens buffers, are ignored). It never reads torch .pt files:
-they are pickles, which can run code when loaded (``certify convert`` makes safetensors of them).
+shapes (other keys, such as TransformerLens buffers, are ignored). Never a .pt file (a pickle).
 """
 
 from __future__ import annotations
@@ -26,10 +25,8 @@ def read_weights(path: Path, config: Config | None = None) -> dict[str, np.ndarr
             raise ValueError("header longer than the file")
         header = json.loads(data[8 : 8 + n])
     except (OSError, ValueError, struct.error) as e:
-        raise FormatError(
-            f"{path}: not a readable safetensors file ({type(e).__name__}); for a torch "
-            f"state_dict run 'certify convert {path} -o MODEL.safetensors' first"
-        ) from None
+        hint = f"{type(e).__name__}; a .pt file? run 'certify convert {path} -o OUT.safetensors'"
+        raise FormatError(f"{path}: not a readable safetensors file ({hint})") from None
     config = config or _config(path, header)
     body = memoryview(data)[8 + n :]
     weights = {}

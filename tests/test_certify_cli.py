@@ -134,3 +134,25 @@ def _capture(store: dict[str, argparse.ArgumentParser]):
         raise _Captured
 
     return parse_args
+
+
+def test_emit_all_writes_into_the_given_folder_and_says_so(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    """-o DIR and --json for `--strategy all` (the sub-cubic search cut to one variant here;
+    tests/test_emit.py runs all 100)."""
+    from certify.strategies import subcubic
+
+    one = "subcubic:max_diff_exact/mean_query+diff/exact_EQKE+max_diff_exact"
+    full = subcubic.prove_all
+    monkeypatch.setattr(subcubic, "prove_all", lambda *a, **k: full(*a, names=[one]))
+    folder = tmp_path / "out"
+    status, out, err = run(capsys, "emit", str(trained), "--strategy", "all", "-o", str(folder),
+                           "--json")  # fmt: skip
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and f"-> {folder}/" in err
+    assert [r["strategy"] for r in rows] == ["brute", "cubic", one]
+    assert all(r["verdict"] == "verified" and Path(r["certificate"]).parent == folder for r in rows)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        Path(r["certificate"]).name for r in rows
+    )

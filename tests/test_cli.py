@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import checker
-from certify.model import load, save
+from certify.model import MaxOfKConfig, load, save
 from checker.format import SCHEMA
 from tests.certgen import (
     ROOT,
@@ -191,6 +191,18 @@ def test_model_option_checks_the_weights(doc: dict[str, Any], tmp_path: Path) ->
         dumps(doc), tmp_path, "--model", str(tmp_path / "other_shape.safetensors"), "--json"
     )
     assert status == 1 and json.loads(out)["verdict"] == "rejected"
+    # the same 124 floats, in the same order, as a model of other dimensions: same hash, other model
+    stream = np.concatenate([w.ravel() for w in tiny_weights().values()])
+    other = MaxOfKConfig(n_ctx=2, d_vocab=6, d_model=2, d_head=8).shapes()
+    pieces = np.split(stream, np.cumsum([int(np.prod(x)) for x in other.values()])[:-1])
+    same_bytes = {k: p.reshape(x) for (k, x), p in zip(other.items(), pieces, strict=True)}
+    from safetensors.numpy import save_file
+
+    save_file(same_bytes, str(tmp_path / "same_bytes.safetensors"))
+    status, out, _ = verify_bytes(
+        dumps(doc), tmp_path, "--model", str(tmp_path / "same_bytes.safetensors")
+    )
+    assert status == 1 and f"sha256 is {doc['model']['sha256']}" in out and "shapes" in out
     save(tiny_weights(), tmp_path / "same.pt")
     status, out, _ = verify_bytes(dumps(doc), tmp_path, "--model", str(tmp_path / "same.pt"))
     assert status == 2 and "certify convert" in one_line(out)
