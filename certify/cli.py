@@ -274,7 +274,9 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     from certify.strategies import describe, strategy_names
 
     names = [*strategy_names(), "all"]
-    print("\n".join(names if args.names else [f"{n}\t{describe(n)}" for n in names]))
+    lines = names if args.names else [f"{n}\t{describe(n)}" for n in names]
+    sys.stdout.write("".join(f"{line}\n" for line in lines))  # one write: `| head` reads it whole
+    sys.stdout.flush()
     return 0
 
 

@@ -156,3 +156,20 @@ def test_emit_all_writes_into_the_given_folder_and_says_so(
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         Path(r["certificate"]).name for r in rows
     )
+
+
+def test_strategies_piped_into_head_exits_cleanly() -> None:
+    """`certify strategies | head -1`: the reader leaves early; no broken-pipe error."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "certify.cli", "strategies"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        assert proc.stdout is not None and proc.stdout.readline().startswith(b"brute\t")
+        proc.stdout.close()
+        assert proc.wait(timeout=120) == 0 and proc.stderr.read() == b""  # type: ignore[union-attr]
