@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from certify.certificate import build
 from certify.circuits import circuits
 from certify.model import MaxOfKConfig, init_weights, load
+from certify.rounding import down
 from certify.strategies import subcubic as sc
 from checker.cost import Work
 from checker.format import parse
@@ -55,9 +57,9 @@ def all_variants(model: Path) -> dict[str, int]:
         assert result.failed is None, (name, result.failed)
         flops[name] = work.flops
         dims = result.report["unexplained_dims"]
-        rows.append((result.verified_count / total, seconds, work.flops, dims, name))
-    for bound, seconds, fl, dims, name in sorted(rows, reverse=True):
-        print(f"| {bound:.4f} | {seconds:.2f} | {fl:,} | {dims} | `{name[9:]}` |")
+        rows.append((Fraction(result.verified_count, total), seconds, work.flops, dims, name))
+    for bound, seconds, fl, dims, name in sorted(rows, reverse=True):  # bounds rounded down
+        print(f"| {down(bound, 4)} | {seconds:.2f} | {fl:,} | {dims} | `{name[9:]}` |")
     return flops
 
 

@@ -64,13 +64,20 @@ def encode_number(x: float | int | Fraction) -> str:
     return f.hex()
 
 
-def build(config: MaxOfKConfig, weights: dict[str, np.ndarray], proof: Proof) -> dict[str, Any]:
+def build(
+    config: MaxOfKConfig,
+    weights: dict[str, np.ndarray],
+    proof: Proof,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The certificate document; ``provenance`` (see ``provenance``) is optional and untrusted."""
     from certify import __version__
 
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "prover": {"name": "certify", "version": __version__},
+        **({"provenance": provenance} if provenance is not None else {}),
         "model": {
             "n_ctx": config.n_ctx,
             "d_vocab": config.d_vocab,
@@ -87,6 +94,29 @@ def build(config: MaxOfKConfig, weights: dict[str, np.ndarray], proof: Proof) ->
             "total": str(config.d_vocab**config.n_ctx),
         },
     }
+
+
+def provenance(model: str | Path) -> dict[str, Any]:
+    """The untrusted ``provenance`` block: which prover and torch wrote the certificate, when,
+    from which file, and the training recipe ``certify train`` stored in that file's metadata.
+    Informational only: the checker proves nothing from it (docs/format.md)."""
+    from datetime import UTC, datetime
+
+    import torch
+
+    from certify import __version__
+    from certify.model import read_metadata
+
+    block: dict[str, Any] = {
+        "untrusted": "stated by the prover; no checker verifies any of it",
+        "prover": f"certify {__version__}",
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model_file": Path(model).name,
+    }
+    if training := read_metadata(model):
+        block["training"] = training
+    return block
 
 
 def write(doc: dict[str, Any], path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""The model's circuits in float64 (paper-notes §3.0). Untrusted: the prover's fast path.
+"""The model's circuits in float64 (defined in docs/format.md). Untrusted: the prover's fast path.
 
 For a sequence t_0..t_{k-1} with query q = t_{k-1}, exactly (up to float rounding):
 

@@ -1,9 +1,11 @@
 """certify: train Max-of-K models, compute their exact accuracy, emit proof certificates.
 
 certify train [--k 4] [--d-vocab 64] [--d-model 32] [--seed 123] [--steps 3000] -o MODEL
-certify accuracy MODEL
-certify emit MODEL [--strategy NAME] [--budget F] [-o CERT]
-certify strategies
+certify convert MODEL.pt -o MODEL.safetensors
+certify accuracy MODEL [--json]
+certify emit MODEL [--strategy NAME] [--budget F] [-o CERT] [--json]
+certify emit MODEL --strategy all [-o DIR]
+certify strategies [--names]
 certify sweep [--k 4] [--seeds paper|123,50] [--strategies all|cubic,...] [--db results.sqlite]
 certify plot results.sqlite [-o DIR]
 """
@@ -13,26 +15,35 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 from certify.model import ModelError
 
 
 def main(argv: list[str] | None = None) -> int:
+    from certify import __version__
+
     parser = argparse.ArgumentParser(prog="certify", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"certify {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model with the paper's recipe")
     t.add_argument("--k", type=int, default=4, help="sequence length K (n_ctx)")
-    t.add_argument("--d-vocab", type=int, default=64)
-    t.add_argument("--d-model", type=int, default=32)
-    t.add_argument("--seed", type=int, default=123)
-    t.add_argument("--steps", type=int, default=3000)
+    t.add_argument("--d-vocab", type=int, default=64, help="vocabulary size v")
+    t.add_argument("--d-model", type=int, default=32, help="residual width (= d_head)")
+    t.add_argument("--seed", type=int, default=123, help="seeds the init and the data stream")
+    t.add_argument("--steps", type=int, default=3000, help="AdamW steps of batch 128")
     t.add_argument("-o", "--output", required=True, help="model path (.pt or .safetensors)")
 
+    c = sub.add_parser("convert", help="a .pt state_dict to .safetensors (bit-identical weights)")
+    c.add_argument("model", help="TransformerLens state_dict (.pt), loaded weights-only")
+    c.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
+
     a = sub.add_parser("accuracy", help="exact accuracy over all d_vocab^K inputs")
-    a.add_argument("model")
-    a.add_argument("--workers", type=int, default=None)
+    a.add_argument("model", help="model weights (.pt or .safetensors)")
+    a.add_argument("--workers", type=int, default=None, help="processes (default: cores, <= 8)")
+    a.add_argument("--json", action="store_true", help="print one JSON object")
     a.add_argument(
         "--estimate",
         action="store_true",
@@ -40,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     e = sub.add_parser("emit", help="prove a bound and write its certificate")
-    e.add_argument("model")
+    e.add_argument("model", help="model weights (.pt or .safetensors)")
     e.add_argument("--strategy", default="cubic", help="see 'certify strategies'")
-    e.add_argument("-o", "--output", help="default: MODEL-STEM.STRATEGY.cert.json beside MODEL")
+    e.add_argument(
+        "-o", "--output", help="certificate path (default: MODEL-STEM.STRATEGY.cert.json beside "
+        "MODEL); with --strategy all a folder (default: MODEL-STEM.certs/ beside MODEL)",
+    )  # fmt: skip
+    e.add_argument("--json", action="store_true", help="print JSON (one object per certificate)")
     e.add_argument(
         "--budget",
         type=float,
@@ -55,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         help="sub-cubic: also try rank-8 EQKE peels (tighter, longer proofs)",
     )
 
-    sub.add_parser("strategies", help="list every strategy name")
+    s = sub.add_parser("strategies", help="every strategy name, a tab, a one-line description")
+    s.add_argument("--names", action="store_true", help="names only, one per line")
     add_parsers(sub)
+    for subparser in sub.choices.values():  # every subcommand's --help shows the defaults
+        subparser.formatter_class = HelpWithDefaults
 
     args = parser.parse_args(argv)
     try:
@@ -70,9 +88,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows "(default: X)" after each help text, except for unset (None) and off flags."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        unset = action.default is None or action.default is False
+        return action.help if unset else super()._get_help_string(action)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from certify.model import MaxOfKConfig, save
-    from certify.train import train
+    from certify.train import recipe, train
 
     if min(args.k, args.d_vocab, args.d_model, args.steps) < 1:
         raise ValueError("--k, --d-vocab, --d-model and --steps must be positive")
@@ -83,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     weights = train(config, seed=args.seed, steps=args.steps)
-    save(weights, args.output)
+    save(weights, args.output, recipe(config, args.seed, args.steps))
     print(
         f"trained K={args.k} d_vocab={args.d_vocab} seed={args.seed} in "
         f"{time.perf_counter() - start:.1f} s -> {args.output}"
@@ -91,9 +117,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Validate a state_dict and write its float32 weights, bit for bit, as safetensors."""
+    from certify.model import load, save, weights_sha256
+
+    if Path(args.output).suffix != ".safetensors":
+        raise ValueError(f"{args.output}: output must end in .safetensors")
+    _, weights = load(args.model)
+    save(weights, args.output, {"converted_from": Path(args.model).name})
+    print(f"{args.output}: weights sha256 {weights_sha256(weights)}")
+    return 0
+
+
 def cmd_accuracy(args: argparse.Namespace) -> int:
     from certify.circuits import circuits
-    from certify.model import load
+    from certify.model import load, weights_sha256
+    from certify.rounding import down, up
     from certify.strategies.brute import correct_count
 
     config, weights = load(args.model)
@@ -103,10 +142,13 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         from certify.estimate import estimate_accuracy
 
         e = estimate_accuracy(circuits(config, weights))
+        seconds = time.perf_counter() - start
+        if args.json:
+            return _json(kind="estimate", **vars(e), seconds=round(seconds, 3))
         print(
             f"ESTIMATE (not exact): accuracy {e.accuracy:.6f}, ~95% interval "
-            f"[{e.low:.6f}, {e.high:.6f}] from {e.samples} sampled inputs in {e.strata} strata "
-            f"({time.perf_counter() - start:.1f} s)"
+            f"[{down(e.low)}, {up(e.high)}] from {e.samples} sampled inputs in {e.strata} strata "
+            f"({seconds:.1f} s)"
         )
         return 0
     if total > BRUTE_FORCE_LIMIT:
@@ -114,21 +156,46 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
             f"{total:.3g} inputs is too many to enumerate (limit {BRUTE_FORCE_LIMIT:.3g}); "
             "use --estimate, or a proof strategy with 'certify emit'"
         )
-    correct = correct_count(circuits(config, weights), workers=args.workers)
+    with _bar(config.d_vocab, "accuracy: query tokens", not args.json) as bar:
+        correct = correct_count(circuits(config, weights), args.workers, bar.update)
+    seconds = time.perf_counter() - start
+    if args.json:
+        sha = weights_sha256(weights)
+        fraction = f"{correct}/{total}"
+        return _json(kind="exact", correct_count=str(correct), total=str(total), accuracy=fraction,
+                     accuracy_decimal=down(Fraction(correct, total)), model_sha256=sha,
+                     seconds=round(seconds, 3))  # fmt: skip
     print(
-        f"{correct} of {total} inputs correct: accuracy {correct / total:.6f} "
-        f"({time.perf_counter() - start:.1f} s)"
+        f"{correct} of {total} inputs correct: accuracy {correct}/{total} ≈ "
+        f"{down(Fraction(correct, total))} (rounded down; {seconds:.1f} s)"
     )
     return 0
+
+
+def _json(**fields) -> int:
+    import json
+
+    print(json.dumps(fields))
+    return 0
+
+
+def _bar(total: int, desc: str, enabled: bool = True):
+    """A progress bar on stderr, shown only when stderr is a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, file=sys.stderr, leave=False, disable=None if enabled else True
+    )
 
 
 BRUTE_FORCE_LIMIT = 2**34  # about 8 minutes on 2 cores (Max-of-5, 2^30 inputs: 27 s)
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
-    from certify.certificate import build, write
+    from certify.certificate import build, provenance, write
     from certify.circuits import circuits
-    from certify.model import load
+    from certify.model import load, weights_sha256
+    from certify.rounding import down
     from certify.strategies import prove
 
     if args.budget is not None:
@@ -137,53 +204,77 @@ def cmd_emit(args: argparse.Namespace) -> int:
         args.strategy = f"hybrid:{args.budget:g}"
     config, weights = load(args.model)
     if args.strategy == "all":
-        return emit_all(args.model, config, weights, args.wide_peels)
+        return emit_all(args.model, config, weights, args.wide_peels, args.output, args.json)
     start = time.perf_counter()
     proof = prove(args.strategy, config, weights, circuits(config, weights), args.wide_peels)
     seconds = time.perf_counter() - start
     out = args.output or default_output(args.model, args.strategy)
-    write(build(config, weights, proof), out)
+    write(build(config, weights, proof, provenance(args.model)), out)
     total = config.d_vocab**config.n_ctx
+    bound = Fraction(proof.correct_count, total)
+    if args.json:  # the prover's claim; `checker verify` decides whether it holds
+        return _json(strategy=proof.strategy, options=proof.options, certificate=str(out),
+                     claimed_count=str(proof.correct_count), total=str(total),
+                     claimed_bound=f"{bound.numerator}/{bound.denominator}",
+                     claimed_bound_decimal=down(bound), model_sha256=weights_sha256(weights),
+                     seconds=round(seconds, 3))  # fmt: skip
     print(
         f"{proof.strategy}: at least {proof.correct_count} of {total} inputs correct, "
-        f"bound {proof.correct_count / total:.6f} ({seconds:.1f} s) -> {out}"
+        f"bound {down(bound)} (rounded down; {seconds:.1f} s) -> {out}"
     )
     return 0
 
 
-def emit_all(model: str, config, weights, wide_peels: bool = False) -> int:
-    """Brute force (where v^K <= 2^25), cubic and all 100 sub-cubic variants: each certificate
-    is written beside MODEL and checked; prints one table row per strategy."""
-    from certify.certificate import build, write
+def emit_all(
+    model: str, config, weights, wide_peels: bool = False, out_dir: str | None = None,
+    as_json: bool = False,
+) -> int:  # fmt: skip
+    """Brute force (where v^K <= 2^25), cubic, hybrid at every swept budget and all 100
+    sub-cubic variants: each certificate is written to OUT_DIR (default MODEL-STEM.certs/ beside
+    MODEL) and checked; prints one table row (or JSON object) per strategy, the bound being the
+    checker's, rounded down."""
+    import json
+
+    from certify.certificate import build, provenance, write
     from certify.circuits import circuits
     from certify.strategies import prove, strategy_names
-    from certify.strategies.hybrid import EVALUATION_LIMIT
+    from certify.strategies.hybrid import feasible
     from certify.strategies.subcubic import prove_all
     from certify.sweep import run_checker
 
+    folder = Path(out_dir or Path(model).with_name(f"{Path(model).stem}.certs"))
+    folder.mkdir(parents=True, exist_ok=True)
     c = circuits(config, weights)
     total = config.d_vocab**config.n_ctx
     names = (["brute"] if total <= 2**25 else []) + ["cubic"]
-    names += [n for n in strategy_names() if n.startswith("hybrid") and total <= EVALUATION_LIMIT]
+    names += [n for n in strategy_names() if n.startswith("hybrid") and feasible(config, n)]
+    print(f"emit all: {len(names) + 100} certificates -> {folder}/", file=sys.stderr)
     timed = []
-    for name in names:
+    with _bar(len(names) + 100, "prove and check") as bar:
+        for name in names:
+            start = time.perf_counter()
+            timed.append((name, prove(name, config, weights, c), time.perf_counter() - start))
+        bar.set_postfix_str("sub-cubic search (all 100 variants at once)")
         start = time.perf_counter()
-        timed.append((name, prove(name, config, weights, c), time.perf_counter() - start))
-    start = time.perf_counter()
-    subcubic = prove_all(config, weights, c, wide_peels=wide_peels)
-    share = (time.perf_counter() - start) / len(subcubic)  # the search is shared
-    timed += [(name, proof, share) for name, proof in subcubic.items()]
-    columns = ("strategy", "verdict", "bound", "checker FLOPs", "unexplained dims", "prover s")
-    print("| " + " | ".join(columns) + " | checker s |\n|---|---|---:|---:|---:|---:|---:|")
-    for name, proof, seconds in timed:
-        out = default_output(model, name)
-        write(build(config, weights, proof), out)
-        r = run_checker(Path(out))
-        print(
-            f"| {name} | {r['verdict']} | {r.get('bound_decimal')} | {r.get('flops', 0):,} | "
-            f"{r.get('unexplained_dims')} | {seconds:.2f} | {r.get('seconds')} |",
-            flush=True,
-        )
+        subcubic = prove_all(config, weights, c, wide_peels=wide_peels)
+        share = (time.perf_counter() - start) / len(subcubic)  # the search is shared
+        timed += [(name, proof, share) for name, proof in subcubic.items()]
+        columns = ("strategy", "verdict", "bound", "checker FLOPs", "unexplained dims", "prover s")
+        if not as_json:
+            print("| " + " | ".join(columns) + " | checker s |\n|---|---|---:|---:|---:|---:|---:|")
+        for name, proof, seconds in timed:
+            out = folder / Path(default_output(model, name)).name
+            write(build(config, weights, proof, provenance(model)), out)
+            r = run_checker(out)
+            bar.update()
+            if as_json:
+                print(json.dumps({**r, "strategy": name, "certificate": str(out)}), flush=True)
+                continue
+            print(
+                f"| {name} | {r['verdict']} | {r.get('bound_decimal')} | {r.get('flops', 0):,} | "
+                f"{r.get('unexplained_dims')} | {seconds:.2f} | {r.get('seconds')} |",
+                flush=True,
+            )
     return 0
 
 
@@ -194,9 +285,12 @@ def default_output(model: str, strategy: str) -> str:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from certify.strategies import strategy_names
+    from certify.strategies import describe, strategy_names
 
-    print("\n".join([*strategy_names(), "all"]))
+    names = [*strategy_names(), "all"]
+    lines = names if args.names else [f"{n}\t{describe(n)}" for n in names]
+    sys.stdout.write("".join(f"{line}\n" for line in lines))  # one write: `| head` reads it whole
+    sys.stdout.flush()
     return 0
 
 
@@ -222,6 +316,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "train": cmd_train,
+    "convert": cmd_convert,
     "accuracy": cmd_accuracy,
     "emit": cmd_emit,
     "strategies": cmd_strategies,

@@ -1,7 +1,7 @@
 """An importance-sampled ESTIMATE of a model's accuracy, for K where brute force is too costly.
 
 Not a proof and not a bound: a statistical estimate with a confidence interval, used only to
-normalise bounds (paper-notes §2, §4). As in the paper, the inputs are stratified by
+normalise bounds (docs/strategies.md, last section). As in the paper, the inputs are stratified by
 
     (m = max token, q = query = last token, n_m = copies of m among the K-1 other positions,
      j = the largest non-max token among those positions; j = -1 when there is none)

@@ -194,13 +194,30 @@ def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise ModelError(f"{path}: not a valid safetensors file ({type(e).__name__})") from None
 
 
-def save(weights: dict[str, np.ndarray], path: str | Path) -> None:
-    """Save as .safetensors, or as a .pt state_dict with TransformerLens keys (incl. buffers)."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """A .safetensors file's header metadata (untrusted text); {} for other files or none."""
+    if Path(path).suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            return dict(f.metadata() or {})
+    except Exception as e:  # safetensors raises several types for corrupt files
+        raise ModelError(f"{path}: not a valid safetensors file ({type(e).__name__})") from None
+
+
+def save(
+    weights: dict[str, np.ndarray], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
+    """Save as .safetensors (with ``metadata`` in its header), or as a .pt state_dict with
+    TransformerLens keys (incl. buffers; a state_dict has no place for metadata)."""
     path = Path(path)
     if path.suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(weights[k]) for k in WEIGHT_KEYS}, str(path))
+        arrays = {k: np.ascontiguousarray(weights[k]) for k in WEIGHT_KEYS}
+        save_file(arrays, str(path), metadata=metadata)
     elif path.suffix in (".pt", ".pth"):
         import torch
 

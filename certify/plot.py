@@ -9,6 +9,8 @@ Per K, as PNG and SVG:
 And ``table.md``: per strategy group, the best verified bound per seed, then mean ± std over
 seeds, with the FLOPs, unexplained dimensionality and checker seconds of those best proofs.
 A reference accuracy that is an importance-sampled estimate (K > 4) is labelled as such.
+Bounds are never rounded up: table means to 4 places downwards, plotted points to the float
+below. A model's best-subcubic row is drawn only when its single variants were not run.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from certify.rounding import down
 from certify.strategies import HYBRID_BUDGETS
+from certify.sweep import KEY
 
-# Table 1's rows (paper-notes §5): name -> does this strategy belong to the group?
-# Sub-cubic names are "subcubic:<eu>/<attention>/<eps>" (paper-notes §3.3).
+# The table's rows (docs/results.md): name -> does this strategy belong to the group?
+# Sub-cubic names are "subcubic:<eu>/<attention>/<eps>" (docs/strategies.md, "Sub-cubic").
 
 
 def _parts(name: str) -> tuple[str, str, str] | None:
@@ -99,7 +103,9 @@ def colour_group(name: str) -> str:
     if name.startswith("hybrid"):
         return "Hybrid"
     if p is None:
-        return {"brute": "Brute force", "cubic": "Cubic"}.get(name, name)
+        return {"brute": "Brute force", "cubic": "Cubic", "best-subcubic": COLOUR_BEST}.get(
+            name, name
+        )
     eu, _, eps = p
     qk = {"exact": "exact QK", "low-rank": "low-rank QK", "quadratic": "quadratic QK"}
     return f"{qk[eps_class(eps)]}, {eu_class(eu)} EU"
@@ -117,8 +123,17 @@ def load_rows(db: str | Path) -> list[dict[str, Any]]:
     out = [dict(r) for r in rows]
     for r in out:
         ok = r["verdict"] == "verified" and r["bound"] is not None and r["accuracy"]
-        r["normalised"] = r["bound"] / r["accuracy"] if ok else None
+        r["normalised"] = _ratio_down(r["bound"], r["accuracy"]) if ok else None
     return out
+
+
+def _ratio_down(bound: float, accuracy: float) -> float:
+    """bound / accuracy rounded down (both floats are exact rationals), so no figure overstates."""
+    from fractions import Fraction
+
+    from certify.rounding import float_down
+
+    return float_down(Fraction(bound) / Fraction(accuracy))
 
 
 def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -174,8 +189,8 @@ def markdown_table(rows: list[dict[str, Any]], k: int) -> str:
     for t in group_table(rows):
         lines.append(
             f"| {'↳ ' if t['group'].startswith(' ') else ''}{t['group'].strip()} | {t['seeds']} "
-            f"| {t['bound'][0]:.4f} ± {t['bound'][1]:.4f} "
-            f"| {t['normalised'][0]:.4f} ± {t['normalised'][1]:.4f} | {_pow2(t['flops'])} "
+            f"| {down(t['bound'][0], 4)} ± {t['bound'][1]:.4f} "
+            f"| {down(t['normalised'][0], 4)} ± {t['normalised'][1]:.4f} | {_pow2(t['flops'])} "
             f"| {_pow2(t['dims'])} | {_num(t['checker_seconds'])} |"
         )
     return "\n".join(lines) + "\n"
@@ -247,14 +262,18 @@ COLOURS = {
     "quadratic QK, exact EU": "tab:red",
     "quadratic QK, low-rank EU": "tab:brown",
 }
+COLOUR_BEST = "best sub-cubic (single variants not run)"
+COLOURS[COLOUR_BEST] = "tab:cyan"
 
 
 def _plotted(rows: list[dict[str, Any]], x: str, y: str) -> list[dict[str, Any]]:
-    """Rows with both values; best-subcubic is left out (it repeats its best variant's point)."""
+    """Rows with both values. A model's best-subcubic row is left out when that model's single
+    variants were run too (it repeats the best one's point), and drawn otherwise."""
+    with_variants = {tuple(r[key] for key in KEY) for r in rows if _parts(r["strategy"])}
     return [
         r
         for r in rows
-        if r["strategy"] != "best-subcubic"
+        if (r["strategy"] != "best-subcubic" or tuple(r[key] for key in KEY) not in with_variants)
         and r[x] is not None
         and r[y] is not None
         and r[x] > 0
@@ -282,16 +301,16 @@ def _bound_vs_flops(rows: list[dict[str, Any]], k: int):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    verified = [r for r in rows if r["normalised"] is not None]
-    _scatter(ax, verified, "flops", "normalised")
+    drawn = _plotted([r for r in rows if r["normalised"] is not None], "flops", "normalised")
+    _scatter(ax, drawn, "flops", "normalised")
     curves: dict[tuple, list[tuple[float, float]]] = defaultdict(list)  # per model: its budgets
-    for r in verified:
-        if r["strategy"].startswith("hybrid") and r["flops"]:
+    for r in drawn:
+        if r["strategy"].startswith("hybrid"):
             curves[(r["d_vocab"], r["seed"])].append((r["flops"], r["normalised"]))
     for points in curves.values():
         xs, ys = zip(*sorted(points), strict=True)
         ax.plot(xs, ys, "-", lw=0.6, alpha=0.4, color=COLOURS["Hybrid"])
-    front = pareto([(r["flops"], r["normalised"]) for r in verified if r["flops"]])
+    front = pareto([(r["flops"], r["normalised"]) for r in drawn])  # only drawn points
     if front:
         xs, ys = zip(*front, strict=True)
         ax.step(xs, ys, where="post", color="black", lw=1.2, label="Pareto frontier")
@@ -346,7 +365,7 @@ def _bound_vs_sigma(rows: list[dict[str, Any]], k: int):
 def add_parser(sub) -> None:
     """Register ``certify plot`` on the CLI's subparsers."""
     p = sub.add_parser("plot", help="figures (PNG, SVG) and Table 1 from a sweep database")
-    p.add_argument("db")
+    p.add_argument("db", help="SQLite database written by certify sweep")
     p.add_argument("-o", "--output", default="figures", help="output directory")
 
 

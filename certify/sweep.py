@@ -31,6 +31,7 @@ import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,11 @@ def parse_seeds(text: str) -> list[int]:
 
 def resolve_strategies(text: str, spec: ModelSpec) -> list[str]:
     """Comma-separated names; "all" = every registered strategy (brute only when feasible)."""
+    from certify.model import MaxOfKConfig
     from certify.strategies import strategy_names
-    from certify.strategies.hybrid import EVALUATION_LIMIT
+    from certify.strategies.hybrid import feasible
 
+    config = MaxOfKConfig(spec.k, spec.d_vocab, spec.d_model, spec.d_model)
     known = strategy_names()
     names: list[str] = []
     for name in filter(None, text.split(",")):
@@ -109,7 +112,7 @@ def resolve_strategies(text: str, spec: ModelSpec) -> list[str]:
                 n
                 for n in known
                 if (n != "brute" or spec.total <= EXACT_LIMIT)
-                and (not n.startswith("hybrid") or spec.total <= EVALUATION_LIMIT)
+                and (not n.startswith("hybrid") or feasible(config, n))
             )
         elif name in known:
             names.append(name)
@@ -188,7 +191,7 @@ def strategy_task(
 def prove_and_check(model_path: str | Path, strategy: str, cert: Path) -> dict[str, Any]:
     """Run the prover, write its certificate to ``cert``, check it: result columns."""
     try:
-        from certify.certificate import build, write
+        from certify.certificate import build, provenance, write
         from certify.circuits import circuits
         from certify.model import load
         from certify.strategies import prove
@@ -197,9 +200,9 @@ def prove_and_check(model_path: str | Path, strategy: str, cert: Path) -> dict[s
         start = time.perf_counter()
         proof = prove(strategy, config, weights, circuits(config, weights))
         row: dict[str, Any] = {"prover_seconds": time.perf_counter() - start}
-        row["prover_report"] = json.dumps(proof.report, default=str)
+        row["prover_report"] = json.dumps(proof.report, default=_plain)
         cert.parent.mkdir(parents=True, exist_ok=True)
-        write(build(config, weights, proof), cert)
+        write(build(config, weights, proof, provenance(model_path)), cert)
         row["certificate"] = str(cert)
     except Exception as err:  # a prover bug is recorded, not fatal to the sweep
         return {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
@@ -249,14 +252,24 @@ def checker_row(result: dict[str, Any], fallback_dims: int | None = None) -> dic
 
 
 def paper_dims(v: int, k: int, strategy: str) -> int | None:
-    """Fallback when the checker does not report it: paper-notes §4 for brute and cubic."""
+    """Fallback when the checker does not report it (brute, cubic; docs/strategies.md)."""
     return {"brute": v ** (k + 1), "cubic": 3 * v * v + 2 * k * v}.get(strategy)
 
 
 def _fraction_value(text: str | None) -> float | None:
-    from fractions import Fraction
+    """The largest float not above the exact bound: a stored lower bound never rounds up."""
+    from certify.rounding import float_down
 
-    return None if text is None else float(Fraction(text))
+    return None if text is None else float_down(Fraction(text))
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what a prover report holds: numpy arrays and scalars as lists and numbers."""
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, Fraction):
+        return f"{value.numerator}/{value.denominator}"
+    return str(value)
 
 
 def _one_line(err: BaseException) -> str:
@@ -437,12 +450,12 @@ def add_parser(sub) -> None:
     """Register ``certify sweep`` on the CLI's subparsers."""
     s = sub.add_parser("sweep", help="prove and check many models × strategies into SQLite")
     s.add_argument("--k", action="append", default=None, help="K values, e.g. 4 or 4,5 (repeat)")
-    s.add_argument("--d-vocab", type=int, default=64)
-    s.add_argument("--d-model", type=int, default=32)
+    s.add_argument("--d-vocab", type=int, default=64, help="vocabulary size v")
+    s.add_argument("--d-model", type=int, default=32, help="residual width (= d_head)")
     s.add_argument("--steps", type=int, default=3000, help="training steps for new models")
     s.add_argument("--seeds", default="123", help='"paper", "paper:N", or e.g. 123,50,1-10')
     s.add_argument("--strategies", default="cubic", help='comma-separated names, or "all"')
-    s.add_argument("--db", default="results.sqlite")
+    s.add_argument("--db", default="results.sqlite", help="SQLite results (resumable)")
     s.add_argument("--models-dir", help="default: models/ beside the database")
     s.add_argument("--certs-dir", help="default: certs/ beside the database")
     s.add_argument("--workers", type=int, default=None, help="local processes (default: cores)")

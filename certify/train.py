@@ -1,8 +1,9 @@
-"""The paper's training recipe for Max-of-K (paper-notes §2).
+"""The paper's training recipe for Max-of-K.
 
 AdamW (lr 1e-3, betas (0.9, 0.999), weight decay 0.01), batch 128, 3000 steps, inputs uniform
 over {0..v-1}^K, cross-entropy on the last position's logits against the max, biases frozen at
-zero. Deterministic for a given seed on CPU: the init and the data stream have their own seeds.
+zero. Deterministic for a given seed, torch version and CPU kernel level (not thread count):
+the init and the data stream have their own seeds; certificates/models/README.md says more.
 """
 
 from __future__ import annotations
@@ -47,6 +48,39 @@ def train(
     if bar is not None:
         bar.close()
     return model.numpy_weights()
+
+
+def recipe(
+    config: MaxOfKConfig,
+    seed: int = 123,
+    steps: int = 3000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.01,
+) -> dict[str, str]:
+    """How ``train`` made a model, as strings for safetensors metadata (informational only).
+
+    The torch version and CPU kernel level are recorded because they change the trained
+    weights (certificates/models/README.md); the thread count does not.
+    """
+    import torch
+
+    from certify import __version__
+
+    return {
+        "trainer": f"certify {__version__} (certify.train)",
+        "recipe": f"AdamW lr {lr} betas (0.9, 0.999) weight_decay {weight_decay}, batch "
+        f"{batch_size}, {steps} steps, uniform inputs, cross-entropy on the last position's "
+        "logits against the max, biases frozen at zero",
+        "seed": str(seed),
+        "steps": str(steps),
+        "n_ctx": str(config.n_ctx),
+        "d_vocab": str(config.d_vocab),
+        "d_model": str(config.d_model),
+        "d_head": str(config.d_head),
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -1,4 +1,4 @@
-"""Exact circuit matrices from the certificate's float32 weights (paper-notes §3.0).
+"""Exact circuit matrices from the certificate's float32 weights (defined in docs/format.md).
 
 Every entry is an exact rational (``fmpq_mat``); nothing is rounded. Each function computes
 one matrix only, so a rule pays (and counts FLOPs) for exactly the circuits it uses: the

@@ -1,6 +1,6 @@
 """What the checker actually did: FLOPs counted as it works, a time limit, progress on stderr.
 
-FLOP rules (paper-notes §4): an elementwise op on n values = n; a matrix product (m×n)(n×p) =
+FLOP rules (docs/strategies.md): an elementwise op on n values = n; a matrix product (m×n)(n×p) =
 m·p·(2n−1); a reduction over n values = n−1 per output. Each exact or ball operation counts as
 one FLOP, like a float one: the count measures the proof's length, not the machine's effort.
 """

@@ -69,6 +69,7 @@ class Certificate:
     witnesses: dict[str, Any]
     lemmas: dict[str, Any]
     claimed_count: int
+    provenance: dict[str, Any] | None = None  # untrusted: echoed, never believed
 
     @property
     def total(self) -> int:
@@ -112,6 +113,7 @@ def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
         doc["witnesses"],
         doc["lemmas"],
         claimed,
+        doc.get("provenance"),
     )
 
 

@@ -51,7 +51,7 @@ def transpose(a: Matrix) -> Matrix:
 
 
 def exact_circuits(w: dict[str, np.ndarray]) -> dict[str, Matrix]:
-    """EQKE, EQKP, EVOU, PVOU, EU as exact Fraction matrices (paper-notes §3.0)."""
+    """EQKE, EQKP, EVOU, PVOU, EU as exact Fraction matrices (docs/format.md)."""
     E, P = exact(w["embed.W_E"]), exact(w["pos_embed.W_pos"])
     Q, K, V, O = (exact(w[f"blocks.0.attn.W_{n}"][0]) for n in "QKVO")
     bQ, bK, bV = (exact(w[f"blocks.0.attn.b_{n}"][0]) for n in "QKV")

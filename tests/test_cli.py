@@ -11,9 +11,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from certify.model import load, save
+import checker
+from certify.model import MaxOfKConfig, load, save
 from checker.format import SCHEMA
-from tests.certgen import ROOT, brute_doc, dumps, run_checker, tiny_weights, verify_bytes
+from tests.certgen import (
+    ROOT,
+    brute_doc,
+    dumps,
+    run_checker,
+    tiny_weights,
+    verify_bytes,
+    zero_weights,
+)
 
 JSON_KEYS = {
     "verdict",
@@ -27,6 +36,9 @@ JSON_KEYS = {
     "flops",
     "seconds",
     "failed_claim",
+    "theorem",
+    "checker_version",
+    "untrusted_provenance",
 }
 
 
@@ -70,6 +82,48 @@ def test_json_is_one_object_on_stdout(doc: dict[str, Any], tmp_path: Path) -> No
     assert result["failed_claim"] is None and result["flops"] > 0
     assert result["model_sha256"] == doc["model"]["sha256"]
     assert one_line(err).startswith("VERIFIED")
+    assert result["theorem"] in one_line(err) and "exact real arithmetic" in result["theorem"]
+    assert result["checker_version"] == checker.__version__ and result["theorem"].endswith("5/8")
+    assert result["untrusted_provenance"] is None
+
+
+@pytest.mark.usefixtures("brute_rule")
+def test_provenance_is_echoed_as_untrusted_and_never_stated(
+    doc: dict[str, Any], tmp_path: Path
+) -> None:
+    said = {"prover_version": "9.9", "training": {"seed": 7, "note": "MARKER-claims-100%"}}
+    status, out, err = verify_bytes(dumps({**doc, "provenance": said}), tmp_path, "--json")
+    assert status == 0 and json.loads(out)["untrusted_provenance"] == said
+    assert "MARKER" not in err and "MARKER" not in verify_bytes(dumps(doc), tmp_path)[1]
+    status, out, _ = verify_bytes(dumps({**doc, "provenance": ["x"]}), tmp_path)
+    assert status == 2 and "provenance: must be an object" in one_line(out)
+
+
+def test_versions_agree() -> None:
+    import tomllib
+
+    import certify
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert checker.__version__ == certify.__version__ == version
+    with pytest.raises(SystemExit) as e:
+        run_checker("--version")
+    assert e.value.code == 0
+
+
+def test_hash_is_the_weights_hash_not_the_file_hash(tmp_path: Path) -> None:
+    import hashlib
+
+    from certify.model import weights_sha256
+
+    path = ROOT / "certificates" / "models" / "max4_seed123.safetensors"
+    status, out, _ = run_checker("hash", str(path))
+    assert status == 0 and one_line(out) == weights_sha256(load(path)[1])
+    assert out.strip() != hashlib.sha256(path.read_bytes()).hexdigest()
+    save(tiny_weights(), tmp_path / "tiny.pt")
+    for bad in (tmp_path / "tiny.pt", tmp_path / "missing.safetensors"):
+        status, out, err = run_checker("hash", str(bad))
+        assert status == 2 and not out and "certify convert" in one_line(err)
 
 
 @pytest.mark.usefixtures("brute_rule")
@@ -127,7 +181,31 @@ def test_model_option_checks_the_weights(doc: dict[str, Any], tmp_path: Path) ->
     status, out, _ = verify_bytes(
         dumps(doc), tmp_path, "--model", str(tmp_path / "other.safetensors")
     )
-    assert status == 2 and "weights differ" in one_line(out)
+    assert status == 1 and one_line(out).startswith("REJECTED: ")
+    assert (
+        doc["model"]["sha256"] in out
+        and run_checker("hash", str(tmp_path / "other.safetensors"))[1].strip() in out
+    )
+    save(zero_weights(5, 3, 2), tmp_path / "other_shape.safetensors")  # another model entirely
+    status, out, _ = verify_bytes(
+        dumps(doc), tmp_path, "--model", str(tmp_path / "other_shape.safetensors"), "--json"
+    )
+    assert status == 1 and json.loads(out)["verdict"] == "rejected"
+    # the same 124 floats, in the same order, as a model of other dimensions: same hash, other model
+    stream = np.concatenate([w.ravel() for w in tiny_weights().values()])
+    other = MaxOfKConfig(n_ctx=2, d_vocab=6, d_model=2, d_head=8).shapes()
+    pieces = np.split(stream, np.cumsum([int(np.prod(x)) for x in other.values()])[:-1])
+    same_bytes = {k: p.reshape(x) for (k, x), p in zip(other.items(), pieces, strict=True)}
+    from safetensors.numpy import save_file
+
+    save_file(same_bytes, str(tmp_path / "same_bytes.safetensors"))
+    status, out, _ = verify_bytes(
+        dumps(doc), tmp_path, "--model", str(tmp_path / "same_bytes.safetensors")
+    )
+    assert status == 1 and f"sha256 is {doc['model']['sha256']}" in out and "shapes" in out
+    save(tiny_weights(), tmp_path / "same.pt")
+    status, out, _ = verify_bytes(dumps(doc), tmp_path, "--model", str(tmp_path / "same.pt"))
+    assert status == 2 and "certify convert" in one_line(out)
     save(tiny_weights(), tmp_path / "same.safetensors")
     pytest.importorskip("checker.rules.brute")
     status, out, _ = verify_bytes(

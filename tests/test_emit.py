@@ -8,6 +8,8 @@ import pytest
 
 from certify.cli import main as certify_main
 from certify.model import MaxOfKConfig, save
+from certify.strategies import strategy_names
+from certify.strategies.hybrid import feasible
 from certify.train import train
 
 
@@ -18,8 +20,14 @@ def test_emit_all_writes_and_verifies_every_strategy(
     model = tmp_path / "tiny.safetensors"
     save(train(config, seed=1, steps=400, progress=False), model)
     assert certify_main(["emit", str(model), "--strategy", "all"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == 102 == len(list(tmp_path.glob("tiny.*.cert.json")))
+    out, err = capsys.readouterr()
+    rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
+    folder = tmp_path / "tiny.certs"  # the default: a folder of its own beside the model
+    hybrids = [n for n in strategy_names() if n.startswith("hybrid") and feasible(config, n)]
+    n = 102 + len(hybrids)  # brute, cubic, 100 sub-cubic variants and the affordable budgets
+    assert f"{n} certificates -> {folder}/" in err and not list(tmp_path.glob("*.cert.json"))
+    assert len(rows) == n == len(list(folder.glob("tiny.*.cert.json")))
+    assert "hybrid" in hybrids
     assert all(row.split(" | ")[1] == "verified" for row in rows)
     bounds = {row.split(" | ")[0][2:]: float(row.split(" | ")[2]) for row in rows}
     assert all(bound <= bounds["brute"] for bound in bounds.values())

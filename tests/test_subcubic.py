@@ -16,6 +16,7 @@ from certify.certificate import build, encode_array
 from certify.circuits import circuits
 from certify.model import MaxOfKConfig, load
 from certify.strategies import subcubic as sc
+from certify.strategies.brute import correct_count
 from checker.cost import Work
 from checker.format import FormatError, decode_array, parse
 from checker.rules import subcubic
@@ -256,13 +257,12 @@ def test_unknown_option_is_a_format_error() -> None:
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="shipped model missing")
-def test_shipped_model_best_subcubic_at_least_080() -> None:
+def test_shipped_model_best_subcubic_within_20_percent_of_the_truth() -> None:
     config, weights = load(SHIPPED)
     docs = certify(config, weights, [BEST, TRULY])
-    total = config.d_vocab**config.n_ctx
-    for name, floor in ((BEST, 0.80), (TRULY, 0.80)):
+    exact = correct_count(circuits(config, weights), workers=1)
+    for name in (BEST, TRULY):
         result = verify(docs[name])
         assert result.failed is None
         assert isinstance(result.verified_count, int)
-        assert result.verified_count >= floor * total, name
-        assert result.verified_count <= 0.999394 * total + 1
+        assert 0.8 * exact <= result.verified_count <= exact, name

@@ -81,7 +81,10 @@ def test_seed_lists():
 def test_all_strategies_skips_infeasible_brute():
     assert "brute" in resolve_strategies("all", ModelSpec(4, 64, 32, 3000, 1))
     assert "brute" not in resolve_strategies("all", ModelSpec(5, 64, 32, 3000, 1))
-    assert resolve_strategies("all", ModelSpec(4, 8, 8, 10, 1)) == strategy_names()
+    small = resolve_strategies("all", ModelSpec(4, 8, 8, 10, 1))
+    assert small == [n for n in strategy_names() if not n.startswith("hybrid:")]  # too small
+    assert "hybrid:0.001" in resolve_strategies("all", ModelSpec(4, 64, 32, 3000, 1))
+    assert not any("hybrid" in n for n in resolve_strategies("all", ModelSpec(10, 64, 32, 1, 1)))
     with pytest.raises(ValueError, match="unknown strategy"):
         resolve_strategies("nonsense", ModelSpec(4, 8, 8, 10, 1))
 
@@ -197,3 +200,34 @@ def test_a_broken_model_file_is_reported_and_the_rest_still_runs(tmp_path: Path)
     stats = run_sweep(plan, tmp_path / "r.sqlite", workers=1, progress=False)
     assert stats.errors == 2 and stats.ran == 3
     assert [r[4:7] for r in rows(tmp_path / "r.sqlite")] == [(4, "cubic", "verified")]
+
+
+def test_best_subcubic_is_drawn_without_variants_and_the_frontier_only_joins_drawn_points():
+    pytest.importorskip("matplotlib")
+    from certify.plot import _bound_vs_flops, _plotted
+
+    def row(seed: int, strategy: str, flops: float, bound: float) -> dict:
+        model = dict(k=4, d_vocab=6, d_model=8, steps=10, seed=seed, accuracy_kind="exact")
+        return model | dict(strategy=strategy, verdict="verified", flops=flops, normalised=bound)
+
+    rows = [row(1, "cubic", 100.0, 0.9), row(1, "best-subcubic", 10.0, 0.8)]  # no variants
+    rows += [row(2, SUBCUBIC, 20.0, 0.7), row(2, "best-subcubic", 5.0, 0.95)]  # a repeat
+    drawn = _plotted(rows, "flops", "normalised")
+    shown = [(1, "cubic"), (1, "best-subcubic"), (2, SUBCUBIC)]
+    assert [(r["seed"], r["strategy"]) for r in drawn] == shown
+    ax = _bound_vs_flops(rows, 4).axes[0]
+    points = {tuple(p) for c in ax.collections for p in c.get_offsets().tolist()}
+    xs, ys = ax.lines[0].get_data()
+    assert {(float(x), float(y)) for x, y in zip(xs, ys, strict=True)} <= points
+    assert (5.0, 0.95) not in points
+
+
+def test_prover_reports_are_stored_as_plain_json_not_numpy_printouts():
+    import json
+    from fractions import Fraction
+
+    from certify.sweep import _plain
+
+    report = {"a": np.arange(3), "b": np.float32(1.5), "c": np.int64(2), "d": Fraction(1, 3)}
+    stored = json.loads(json.dumps(report, default=_plain))
+    assert stored == {"a": [0, 1, 2], "b": 1.5, "c": 2, "d": "1/3"}

@@ -61,3 +61,53 @@ def budget_of(name: str) -> float | None:
         return float(name.removeprefix("hybrid:"))
     except ValueError:
         raise ValueError(f"unknown strategy {name!r}: the budget must be a number") from None
+
+
+def describe(name: str) -> str:
+    """One line on what strategy ``name`` proves and how much checker work it takes."""
+    if name.startswith("subcubic:"):
+        eu, attention, eps = name.removeprefix("subcubic:").split("/")
+        return (
+            f"sub-cubic: EQKE error {_EPS.get(eps, eps)}; EU {_EU.get(eu, eu)}; "
+            f"attention {_ATTENTION.get(attention, attention)}"
+        )
+    if name.startswith("hybrid:"):
+        return (
+            f"cubic lemmas, then the unproved inputs settled one by one, within "
+            f"{name.removeprefix('hybrid:')} x brute force's checker FLOPs"
+        )
+    return _WHOLE.get(name, "")
+
+
+_WHOLE = {
+    "brute": "every input evaluated from the circuit tables: the exact count (O(v^(K+1)))",
+    "cubic": "worst case per (query, max, other token) from exact EQKE/EVOU/EU tables (O(v^3))",
+    "hybrid": "cubic lemmas, every input they leave unproved settled one by one: the exact "
+    "count (about 1/20 of brute force's checker FLOPs)",
+    "best-subcubic": "the sub-cubic variant that proves the most on this model (all 100 tried)",
+    "all": "brute (where feasible), cubic and every sub-cubic variant, each checked; a table",
+}
+_EPS = {
+    "svd": "by a singular-value bound of the peeled query·key pair (O(vd^2 + d^3))",
+    "max_diff": "by row ranges of the peeled query·key pair (O(vd^2))",
+    "mean+max_diff": "as max_diff, with the column mean split off (O(vd^2))",
+    "max_diff_subproduct": "by row ranges, best grouping of the 4-factor chain (O(vd^2))",
+    "mean+max_diff_subproduct": "as max_diff_subproduct, mean split off on top (O(vd^2))",
+    "max_diff_subproduct_recursive": "by row ranges factor by factor (O(vd + d^2))",
+    "mean+max_diff_subproduct_recursive": "factor by factor, mean split off on top (O(vd + d^2))",
+    "mean_recursive+max_diff_subproduct_recursive": "factor by factor, mean split off at every "
+    "level (O(vd + d^2))",
+    "exact_EQKE+max_diff_exact": "none: EQKE formed exactly (O(v^2 d))",
+    "max_diff_exact": "formed exactly after the peel, exact row ranges (O(v^2 d))",
+}
+_EU = {
+    "mean_query+max_diff": "centred on the mean query row, rest by ranges of U (O(vd))",
+    "svd_query+max_diff": "centred on a searched query row, rest by ranges of U (O(vd))",
+    "max_diff": "by ranges of U alone (O(vd))",
+    "max_diff_exact": "formed exactly, per-row max minus the max token's entry (O(v^2 d))",
+    "global_max_diff_exact": "formed exactly, global max minus min (O(v^2 d))",
+}
+_ATTENTION = {
+    "mean_query+diff": "split around a per-(max, count) average with a sign-aware correction",
+    "drop_average_query_per_output_logit_reasoning": "without the average (taken as 0)",
+}

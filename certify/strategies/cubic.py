@@ -1,4 +1,4 @@
-"""The cubic proof's prover (paper-notes §3.2): float64, vectorised over (q, c, k') per max m.
+"""The cubic proof's prover (docs/strategies.md): float64, vectorised over (q, c, k') per max m.
 
 For every case (query q, max m, c non-max non-query copies) it evaluates the per-slot bound of
 docs/strategies.md ("Cubic") for each non-max token k' < m, at both extreme positional

@@ -207,6 +207,17 @@ class FlopModel:
         return out
 
 
+def feasible(config: MaxOfKConfig, name: str) -> bool:
+    """Can strategy ``name`` (hybrid or hybrid:F) run on a model of this shape: every input
+    evaluable by the prover, and F x brute force's FLOPs at least the exact circuits' cost?"""
+    from certify.strategies import budget_of
+
+    if config.d_vocab**config.n_ctx > EVALUATION_LIMIT:
+        return False
+    budget, flops = budget_of(name), FlopModel(config)
+    return budget is None or budget * flops.brute() >= flops.always + flops.circuits
+
+
 def choose(
     flops: FlopModel,
     budget: float,

@@ -1,4 +1,4 @@
-"""The sub-cubic proof family (paper-notes §3.3): 5 EU × 2 attention × 10 ε options = 100 variants.
+"""The sub-cubic proof family (docs/strategies.md): 5 EU × 2 attention × 10 ε = 100 variants.
 
 Untrusted prover, float64. It evaluates the same bounds as ``checker/rules/subcubic.py`` (see
 docs/strategies.md, "Sub-cubic") without outward rounding, keeps a safety margin, and writes its

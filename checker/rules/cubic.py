@@ -1,4 +1,4 @@
-"""The cubic proof (paper-notes §3.2): one sound check per (query q, max m, copies c, token k').
+"""The cubic proof (docs/strategies.md): one sound check per (query q, max m, copies c, token k').
 
 Cases. Split the inputs by max m, query q = t_{k-1} <= m, and c = the number of the k-1
 non-query positions holding a token < m (the others hold m). If q < m then c <= k-2 (some

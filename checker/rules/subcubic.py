@@ -407,7 +407,7 @@ def count(v: int, k: int, gaps: np.ndarray, accepted: np.ndarray) -> int:
 
 
 def unexplained_dims(eu: str, eps: str, v: int, d: int) -> int:
-    """paper-notes §4: EU term + ε term + v (PVOU) + v² (EVOU)."""
+    """EU term + ε term + v (PVOU) + v² (EVOU): docs/strategies.md, last section."""
     eu_term = {"max_diff": v * d + 2, "max_diff_exact": 2 * v, "global_max_diff_exact": 2}
     eps_term = {"svd": 2 * v, "exact_EQKE+max_diff_exact": v * v, "max_diff_exact": 4 * v}
     mean = v if eps.startswith("mean") else 0
