@@ -1,13 +1,14 @@
 """checker: verify a compact-proofs certificate. Exit 0 verified, 1 rejected, 2 unusable input.
 
     checker verify CERT [--model WEIGHTS.safetensors] [--json] [--time-limit S] [--max-bytes N]
+                   [--max-memory N]
     checker schema
     checker selftest
 
-``verify`` prints one line: the theorem it established, the first claim that failed, or why it
-could not decide (a malformed certificate, the time limit, a broken float environment). With
-``--json`` that line goes to stderr and one result object goes to stdout. No exception becomes a
-verdict: anything unexpected is reported as an error (exit 2), never as verified.
+``verify`` prints one line: the theorem it established or the first claim that failed (stdout),
+or why it could not decide (stderr: a malformed certificate, the limits, a broken float
+environment). With ``--json`` that line goes to stderr and one result object to stdout. No
+exception becomes a verdict: anything unexpected is an error (exit 2), never verified.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from checker.cost import TimeLimitExceeded, Work
+from checker.cost import DEFAULT_MAX_MEMORY, OverBudget, Work
 from checker.format import DEFAULT_MAX_BYTES, Certificate, FormatError, parse, weights_sha256
+from checker.guard import guarded
 
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
 
 
+@guarded("checker")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="checker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--json", action="store_true", help="print one result object on stdout")
     v.add_argument("--time-limit", type=_positive(float), default=None, metavar="S")
     v.add_argument("--max-bytes", type=_positive(int), default=DEFAULT_MAX_BYTES, metavar="N")
+    v.add_argument("--max-memory", type=_positive(int), default=DEFAULT_MAX_MEMORY, metavar="N")
     sub.add_parser("schema", help="print the certificate JSON Schema")
     sub.add_parser("selftest", help="check the floating-point environment and the arithmetic")
     args = parser.parse_args(argv)
@@ -65,20 +69,21 @@ def verify(args: argparse.Namespace) -> int:
     keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
     result = {"verdict": "error", **dict.fromkeys((*keys, "total", "bound", "bound_decimal"))}
     result["failed_claim"] = None
-    work = Work(args.time_limit, progress=sys.stderr.isatty())
+    work = Work(args.time_limit, sys.stderr.isatty(), args.max_memory)
     status = UNUSABLE
     try:
         if problem := environment_problem() or arithmetic_problem():
             raise FormatError(f"unsafe floating-point environment: {problem}")
-        cert = _read(args)
-        work.tick()
-        c = cert.config
-        result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
-        result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
-        status = _check(cert, work, result)
+        with work.alarm():
+            cert = _read(args)
+            c = cert.config
+            result.update(strategy=cert.strategy, model_sha256=cert.model_sha256)
+            result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, total=str(cert.total))
+            result.update(claimed_count=str(cert.claimed_count))
+            status = _check(cert, work, result)
     except FormatError as e:
         result["failed_claim"] = str(e)
-    except TimeLimitExceeded as e:
+    except OverBudget as e:
         result["failed_claim"] = f"no verdict: {e}"
     except MemoryError:
         result["failed_claim"] = "no verdict: out of memory"
@@ -97,13 +102,13 @@ def _read(args: argparse.Namespace) -> Certificate:
         with open(args.cert, "rb") as f:
             data = f.read(args.max_bytes + 1)  # never read more than the limit allows
     except OSError as e:
-        raise FormatError(f"{args.cert}: cannot read ({e.strerror})") from None
+        raise FormatError(f"{args.cert!r}: cannot read ({e.strerror})") from None
     cert = parse(data, args.max_bytes)
     if args.model:
         from checker.safetensors import read_weights
 
         if weights_sha256(read_weights(Path(args.model), cert.config)) != cert.model_sha256:
-            raise FormatError(f"--model {args.model}: weights differ from the certificate's")
+            raise FormatError(f"--model {args.model!r}: weights differ from the certificate's")
     return cert
 
 
@@ -113,6 +118,7 @@ def _check(cert: Certificate, work: Work, result: dict[str, Any]) -> int:
     rule = rule_for(cert.strategy)
     if rule is None:
         raise FormatError(f"strategy.name: no rule for strategy {cert.strategy!r}")
+    work.admit(cert.strategy, cert.config)
     outcome = rule(cert, work)
     result.update(outcome.report, verified_count=str(outcome.verified_count))
     failed = outcome.failed
@@ -148,7 +154,7 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
         line = f"{'REJECTED' if r['verdict'] == 'rejected' else 'ERROR'}: {r['failed_claim']}"
     if as_json:
         print(json.dumps(result))
-    print(line, file=sys.stderr if as_json else sys.stdout)
+    print(line, file=sys.stderr if as_json or r["verdict"] == "error" else sys.stdout)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,6 @@ def edited_docs(draw: st.DrawFn) -> bytes:
 @given(edited_docs())
 def test_checker_always_gives_a_verdict_or_exit_2(tmp_path: Path, data: bytes) -> None:
     INPUTS["tried"] += 1
-    status, out, _ = verify_bytes(data, tmp_path, "--time-limit", "30")
-    assert status in (0, 1, 2) and len(out.splitlines()) == 1, out
-    assert "internal error" not in out, out
+    status, out, err = verify_bytes(data, tmp_path, "--time-limit", "30")
+    assert status in (0, 1, 2) and len((err if status == 2 else out).splitlines()) == 1, out + err
+    assert "internal error" not in err, err

@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -34,8 +33,9 @@ import numpy as np
 
 from checker.arith import ETA, U, arb_float, exp_sum_sign, float_above, gamma, nearest_float, up
 from checker.circuits import Weights
-from checker.cost import Work
-from checker.format import Certificate, FormatError
+from checker.cost import ESTIMATES, Cost, Work, rule_cost
+from checker.format import Certificate, Config, FormatError
+from checker.guard import worker_pool
 from checker.rules import RuleResult
 
 W_MAX = 4.0  # every float softmax weight is <= W_MAX (checked)
@@ -62,6 +62,18 @@ _TABLES: Tables | None = None  # inherited by forked workers
 _WORK: Work | None = None
 
 
+def cost(c: Config) -> Cost:
+    """Circuits and scores [q][i][t] exact; per worker float tables [K, v, v] and two blocks of
+    v^(inner + 1); at least v float operations per input and K v² exps."""
+    v, k = c.d_vocab, c.n_ctx
+    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
+    floats = workers * (2 * v ** min(3, k) + 4 * k * v * v)
+    return rule_cost(c, 3 * v * v + 2 * k * v + k * v * v, floats, v ** (k + 1), k * v * v)
+
+
+ESTIMATES["brute"] = cost
+
+
 def check(cert: Certificate, work: Work) -> RuleResult:
     """Count the inputs provably correct in exact real arithmetic (``claim.correct_count``)."""
     global _TABLES, _WORK
@@ -82,8 +94,7 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     count, undecided = 0, 0
     workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
     queries = range(v - 1, -1, -1)  # large q first: their blocks are slowest
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    with pool:  # on an exception (time limit), queued queries stop at their first tick
+    with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
         for done, (n, flops, und) in enumerate(pool.map(count_query, queries), 1):
             count, undecided = count + n, undecided + und
             work.add(flops)
