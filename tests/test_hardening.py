@@ -2,8 +2,9 @@
 stderr, no traceback, within 2 s of CPU time and 300 MB; Ctrl-C, closed pipes, unwritable
 outputs and missing extras end the same way.
 
-Each refusal runs in its own process, so that its peak memory (``ru_maxrss``) and CPU time are
-its own; CPU time, unlike wall time, does not grow when the machine is busy.
+Each refusal runs in its own process, so that its peak memory (VmHWM, which unlike ru_maxrss
+does not include the forking parent's size) and CPU time are its own; CPU time, unlike wall time,
+does not grow when the machine is busy.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from tests.certgen import ROOT, SMALL, brute_doc, dumps, random_weights, tiny_we
 
 CPU_SECONDS, MEMORY_MB = 2.0, 300
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+PEAK = """import atexit, os, runpy, sys
+def peak():
+    with open("/proc/self/status") as f, open(os.environ["PEAK_FILE"], "w") as out:
+        out.write(next(line.split()[1] for line in f if line.startswith("VmHWM")))
+atexit.register(peak)
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""  # runs ``python -m argv`` and records its peak resident memory (kB) at exit
 
 
 class Run:
@@ -46,16 +55,17 @@ class Run:
 
 def run(tmp: Path, *argv: str, env: dict[str, str] | None = None) -> Run:
     """``python -m argv[0] argv[1:]`` in a child process: its status, output and own resources."""
-    out, err = tmp / "stdout", tmp / "stderr"
+    out, err, peak = tmp / "stdout", tmp / "stderr", tmp / "peak"
+    env = {**(env or ENV), "PEAK_FILE": str(peak)}
     with out.open("wb") as o, err.open("wb") as e:
         proc = subprocess.Popen(
-            [sys.executable, "-m", *argv], stdout=o, stderr=e, env=env or ENV, cwd=tmp
+            [sys.executable, "-c", PEAK, *argv], stdout=o, stderr=e, env=env, cwd=tmp
         )
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     cpu = usage.ru_utime + usage.ru_stime
     text = (out.read_text(errors="replace"), err.read_text(errors="replace"))
-    return Run(proc.returncode, *text, cpu, usage.ru_maxrss / 1024)
+    return Run(proc.returncode, *text, cpu, int(peak.read_text()) / 1024)
 
 
 def verify(tmp: Path, data: bytes, *flags: str, **kw: Any) -> Run:
