@@ -723,7 +723,7 @@ def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
         "a sub-cubic peel declaring shape [0, 2^20, 2^20, 2^20, 2^20, 2^20] and no data",
         set_at(peeled, "witnesses/peels/0/x", huge))  # fmt: skip
     config, weights = validate(random_weights(4096, 64, 1, seed=0))
-    add("declared_v4096_k64", 2, "over the memory limit",
+    add("declared_v4096_k64", 2, "over --max-memory",
         "67 KB brute-force certificate of a d_model-1 model with d_vocab 4096, K 64 (claim 0)",
         build(config, weights, Proof(strategy="brute", correct_count=0)))  # fmt: skip
     add("many_empty_lists", 2, "more than 100000 JSON values", "witnesses: 120,000 empty lists",

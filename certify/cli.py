@@ -23,7 +23,7 @@ EXTRAS = {"torch": "prover", "safetensors": "prover", "tqdm": "prover", "dask": 
           "distributed": "sweep", "matplotlib": "sweep"}  # fmt: skip
 
 
-@guarded("certify")
+@guarded
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="certify", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -28,7 +28,7 @@ from checker.guard import guarded
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
 
 
-@guarded("checker")
+@guarded
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="checker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

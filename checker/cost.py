@@ -19,7 +19,6 @@ from typing import NamedTuple
 from checker.format import Config
 
 DEFAULT_MAX_MEMORY = 4 * 2**30
-ENTRY_BYTES = 128  # an exact rational (fmpq) of the circuits: object, numerator, denominator
 # Optimistic speeds, so that an estimate of seconds is below the real time on any machine:
 FLOAT_RATE, EXACT_RATE, BALL_RATE = 1e10, 1e9, 1e7  # float64 / exact / arb-exp operations per s
 
@@ -42,11 +41,12 @@ ESTIMATES: dict[str, Callable[[Config], Cost]] = {}  # strategy -> cost; each ru
 
 def rule_cost(c: Config, exact: float, floats: float, float_ops: float, exps: float) -> Cost:
     # A rule holding the weights and `exact` more exact rationals (its circuits cost about
-    # v²(d + d_h) exact operations) and `floats` float64 values at its peak.
+    # v²(d + d_h) exact operations) and `floats` float64 values at its peak. An exact rational
+    # (fmpq: object, numerator, denominator) takes about 128 bytes, a float 8.
     v, k, d, h = c.d_vocab, c.n_ctx, c.d_model, c.d_head
     entries = exact + 2 * v * d + k * d + 4 * d * h + d + 3 * h + v
     seconds = (v * v * (d + h) + v * d * h) / EXACT_RATE + float_ops / FLOAT_RATE
-    return Cost(ENTRY_BYTES * entries + 8 * floats, seconds + exps / BALL_RATE)
+    return Cost(128 * entries + 8 * floats, seconds + exps / BALL_RATE)
 
 
 class Work:
@@ -98,8 +98,7 @@ class Work:
         if limit is not None and need.seconds > limit - self.seconds():
             raise OverBudget(f"needs at least {need.seconds:.3g} s, over the {limit} s time limit")
         if need.bytes > self.max_memory:
-            gib = need.bytes / 2**30
-            raise OverBudget(f"needs about {gib:.3g} GiB, over the memory limit (--max-memory)")
+            raise OverBudget(f"needs about {need.bytes / 2**30:.3g} GiB, over --max-memory")
 
     def seconds(self) -> float:
         return time.monotonic() - self.started

@@ -117,14 +117,14 @@ def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
 
 
 def load_json(data: bytes, what: str = "certificate") -> Any:
-    """JSON with no NaN/Infinity, no duplicate keys, no float literals, bounded nesting and at
-    most MAX_VALUES values (so parsing takes memory linear in the file, with a small factor)."""
+    """JSON with no NaN/Infinity, duplicate keys or float literals; bounded nesting and size."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError(f"{what} is not UTF-8 text") from None
-    if 1 + sum(map(data.count, (b"[", b",", b":"))) > MAX_VALUES:  # each value but the first
-        raise FormatError(f"{what} has more than {MAX_VALUES} JSON values")  # follows one
+    # Memory linear in the file (with a small factor): each value but the first follows a [ , :
+    if 1 + sum(map(data.count, (b"[", b",", b":"))) > MAX_VALUES:
+        raise FormatError(f"{what} has more than {MAX_VALUES} JSON values")
 
     def no_constant(name: str) -> Any:
         raise FormatError(f"{what} contains {name}; numbers must be strings")
@@ -133,17 +133,17 @@ def load_json(data: bytes, what: str = "certificate") -> Any:
         out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
-                raise FormatError(f"duplicate key {k[:40]!r}")
+                raise FormatError(f"{what}: duplicate key {k[:40]!r}")
             out[k] = v
         return out
 
     def small_int(s: str) -> int:
         if len(s) > 18:
-            raise FormatError(f"integer literal {s[:20]}... too long; numbers must be strings")
+            raise FormatError(f"{what}: integer literal {s[:20]}... too long; use strings")
         return int(s)
 
     def no_float(s: str) -> Any:
-        raise FormatError(f"float literal {s[:20]} not allowed; numbers must be strings")
+        raise FormatError(f"{what}: float literal {s[:20]} not allowed; numbers must be strings")
 
     try:
         doc = json.loads(
@@ -256,8 +256,8 @@ def decode_number(s: Any, where: str) -> Fraction:
 
 
 def decode_array(obj: Any, where: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """A little-endian base64 array {"dtype", "shape", "data"}; float values must be finite. The
-    checker always passes the expected ``shape`` (None is for tests reading their own arrays)."""
+    """A little-endian base64 array {"dtype", "shape", "data"}; float values must be finite."""
+    # The checker always passes the expected shape (None is for tests reading their own arrays).
     validate(obj, SCHEMA["$defs"]["array"], where)
     dtype, dims, data = obj["dtype"], obj["shape"], obj["data"]
     if shape is not None and tuple(dims) != tuple(shape):

@@ -1,6 +1,5 @@
-"""Both command lines: Ctrl-C prints one line and exits 130; a reader closing the pipe early
-(``... | head``) ends the command quietly (141); text the terminal cannot encode is escaped.
-Worker pools never outlive the command."""
+"""Both command lines: Ctrl-C prints one line and exits 130, a closed pipe (``| head``) ends them
+quietly (141), unencodable text is escaped; worker pools never outlive them."""
 
 from __future__ import annotations
 
@@ -14,28 +13,26 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 
-def guarded(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """Decorate a command line's ``main`` (see the module docstring)."""
+    prog = main.__module__.split(".")[0]  # checker, certify
 
-    def wrap(main: Callable[..., int]) -> Callable[..., int]:
-        def run(argv: list[str] | None = None) -> int:
-            for stream in (sys.stdout, sys.stderr):
-                if isinstance(stream, io.TextIOWrapper):
-                    stream.reconfigure(errors="backslashreplace")
-            try:
-                status = main(argv)
-                sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
-                return status
-            except KeyboardInterrupt as e:
-                print(f"{prog}: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
-                return 130
-            except BrokenPipeError:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                return 141
+    def run(argv: list[str] | None = None) -> int:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="backslashreplace")
+        try:
+            status = main(argv)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return status
+        except KeyboardInterrupt as e:
+            print(f"{prog}: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
 
-        return run
-
-    return wrap
+    return run
 
 
 @contextmanager
@@ -43,17 +40,15 @@ def worker_pool(workers: int, context: Any) -> Iterator[ProcessPoolExecutor]:
     """A process pool whose workers ignore Ctrl-C and each lead a process group; if the caller
     leaves early (Ctrl-C, the time limit, an error) every group is killed: no worker, nor any
     process a worker started, finishes a task nobody waits for."""
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start)
-    try:
-        yield pool
-    except BaseException:
-        for pid in list(getattr(pool, "_processes", None) or ()):  # no public API before 3.14
-            for kill in (os.killpg, os.kill):  # os.kill: the worker may not lead a group yet
-                with suppress(ProcessLookupError, PermissionError):
-                    kill(pid, signal.SIGKILL)
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
+        try:
+            yield pool
+        except BaseException:
+            for pid in list(getattr(pool, "_processes", None) or ()):  # no public API before 3.14
+                for kill in (os.killpg, os.kill):  # os.kill: the worker may not lead a group yet
+                    with suppress(ProcessLookupError, PermissionError):
+                        kill(pid, signal.SIGKILL)
+            raise
 
 
 def _worker_start() -> None:

@@ -34,11 +34,8 @@ def read_weights(path: Path, config: Config) -> dict[str, np.ndarray]:
     n = int.from_bytes(data[:8], "little")
     if len(data) < 8 or n > len(data) - 8:
         raise FormatError(f"{name}: not a safetensors file (header longer than the file)")
-    try:
-        header = load_json(data[8 : 8 + n], "header")
-        validate(header, {"type": "object"}, "header")
-    except FormatError as e:
-        raise FormatError(f"{name}: {e}") from None
+    header = load_json(data[8 : 8 + n], f"{name}: header")
+    validate(header, {"type": "object"}, f"{name}: header")
     body, weights = memoryview(data)[8 + n :], {}
     for key, meta in header.items():
         if key == "__metadata__":  # free-form strings, not part of the model

@@ -247,4 +247,4 @@ def test_checker_ends_within_its_limits_whatever_the_size(
     assert "internal error" not in err
     assert result["seconds"] < 3, result  # 1 s, then unwinding (a busy machine: generous)
     if status == 2:
-        assert "time limit" in err or "memory limit" in err, err
+        assert "time limit" in err or "--max-memory" in err, err

@@ -233,8 +233,8 @@ def test_tiny_certificate_declaring_huge_sizes_is_refused_on_its_estimate(tmp_pa
     assert len(data) < 20_000
     line = verify(tmp_path, data, "--time-limit", "1").refused("no verdict: needs at least")
     assert "over the 1.0 s time limit" in line
-    verify(tmp_path, data, "--max-memory", str(10**9)).refused("GiB, over the memory limit")
-    verify(tmp_path, huge_brute(4096, 64)).refused("GiB, over the memory limit")
+    verify(tmp_path, data, "--max-memory", str(10**9)).refused("GiB, over --max-memory")
+    verify(tmp_path, huge_brute(4096, 64)).refused("GiB, over --max-memory")
 
 
 def test_certificate_of_millions_of_values_is_refused_cheaply(tiny, tmp_path) -> None:

@@ -63,8 +63,7 @@ _WORK: Work | None = None
 
 
 def cost(c: Config) -> Cost:
-    """Circuits and scores [q][i][t] exact; per worker float tables [K, v, v] and two blocks of
-    v^(inner + 1); at least v float operations per input and K v² exps."""
+    """Exact scores [q][i][t]; per worker float tables [K, v, v] and blocks [v^(inner + 1)]."""
     v, k = c.d_vocab, c.n_ctx
     workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
     floats = workers * (2 * v ** min(3, k) + 4 * k * v * v)
