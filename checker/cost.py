@@ -23,12 +23,10 @@ DEFAULT_MAX_MEMORY = 4 * 2**30
 FLOAT_RATE, EXACT_RATE, BALL_RATE = 1e10, 1e9, 1e7  # float64 / exact / arb-exp operations per s
 
 
-class OverBudget(Exception):  # no verdict: the limits do not allow the check (exit 2)
-    pass
+class OverBudget(Exception): ...  # no verdict: the limits do not allow the check (exit 2)
 
 
-class TimeLimitExceeded(OverBudget):  # from Work.tick or the alarm
-    pass
+class TimeLimitExceeded(OverBudget): ...  # from Work.tick or the alarm
 
 
 class Cost(NamedTuple):  # known from the model's dimensions before anything is allocated:

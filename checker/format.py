@@ -172,11 +172,9 @@ def _check_depth(value: Any, depth: int, what: str) -> None:
 # --- schema validation (the subset of JSON Schema 2020-12 that schema.json uses) --------------
 
 _TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
-_KEYWORDS = {
-    "$schema", "$id", "$defs", "$ref", "title", "description", "type", "properties", "required",
-    "additionalProperties", "const", "enum", "pattern", "maxLength", "items", "minItems",
-    "maxItems", "minimum", "maximum",
-}  # fmt: skip
+_KEYWORDS = {"$schema", "$id", "$defs", "$ref", "title", "description", "type", "properties",
+             "required", "additionalProperties", "const", "enum", "pattern", "maxLength", "items",
+             "minItems", "maxItems", "minimum", "maximum"}  # fmt: skip
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -37,9 +37,8 @@ def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | No
 
 @contextmanager
 def worker_pool(workers: int, context: Any) -> Iterator[ProcessPoolExecutor]:
-    """A process pool whose workers ignore Ctrl-C and each lead a process group; if the caller
-    leaves early (Ctrl-C, the time limit, an error) every group is killed: no worker, nor any
-    process a worker started, finishes a task nobody waits for."""
+    """A process pool whose workers ignore Ctrl-C and lead process groups, all killed if the
+    caller leaves early (Ctrl-C, the time limit, an error): nothing outlives the command."""
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
         try:
             yield pool
