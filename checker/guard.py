@@ -10,12 +10,13 @@ import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 
 def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """Decorate a command line's ``main`` (see the module docstring)."""
-    prog = main.__module__.split(".")[0]  # checker, certify
+    prog = Path(main.__code__.co_filename).parent.name  # checker, certify (also as __main__)
 
     def run(argv: list[str] | None = None) -> int:
         for stream in (sys.stdout, sys.stderr):

@@ -323,9 +323,11 @@ def interrupt(argv: list[str], ready, cwd: Path) -> tuple[int, str]:
         os.kill(proc.pid, signal.SIGINT)
         start = time.monotonic()
         _, err = proc.communicate(timeout=30)
-        assert time.monotonic() - start < 5 and proc.returncode == 130, err
+        # 130, or (rarely, when torch was inside a native call) our line and then death by SIGINT,
+        # which a shell reports as the same status 130
+        assert time.monotonic() - start < 5 and proc.returncode in (130, -signal.SIGINT), err
         lines = err.decode().splitlines()
-        assert len(lines) == 1 and "interrupted" in lines[0], err
+        assert len(lines) == 1 and lines[0].startswith(f"{argv[0].split('.')[0]}: interrupted"), err
         for _ in range(50):  # killed workers are reaped by init within moments
             if not session(proc.pid):
                 break
@@ -340,23 +342,28 @@ def interrupt(argv: list[str], ready, cwd: Path) -> tuple[int, str]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_ctrl_c_stops_a_multiprocess_brute_force_check(tmp_path) -> None:
-    _, weights = load(ROOT / "certificates" / "models" / "max5_seed123.safetensors")
-    (tmp_path / "c.json").write_bytes(dumps(brute_doc(weights, 0)))  # 64^5 inputs: minutes
+    """The checker's brute force, and the prover's exact accuracy, on 64^5 inputs (minutes)."""
+    model = ROOT / "certificates" / "models" / "max5_seed123.safetensors"
+    (tmp_path / "c.json").write_bytes(dumps(brute_doc(load(model)[1], 0)))
 
     def workers_busy(pid: int) -> bool:
         return len(session(pid)) >= 2 and time.sleep(0.5) is None
 
     if (os.cpu_count() or 1) < 2:
-        pytest.skip("one core: the checker runs no worker processes")
+        pytest.skip("one core: no worker processes")
     interrupt(["checker.cli", "verify", str(tmp_path / "c.json")], workers_busy, tmp_path)
+    interrupt(["certify.cli", "accuracy", str(model)], workers_busy, tmp_path)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_ctrl_c_stops_training(tmp_path) -> None:
     argv = ["certify.cli", "train", "--k", "2", "--d-vocab", "4", "--d-model", "4"]
     argv += ["--steps", "10000000", "-o", str(tmp_path / "m.safetensors")]
-    started = time.monotonic()
-    interrupt(argv, lambda _: time.monotonic() - started > 3, tmp_path)
+
+    def training(pid: int) -> bool:  # torch is loaded: the command runs (its handler is set)
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text() and time.sleep(1) is None
+
+    interrupt(argv, training, tmp_path)
     assert not (tmp_path / "m.safetensors").exists()
 
 
@@ -394,3 +401,13 @@ def test_checker_api_is_unchanged_for_in_process_callers(tiny, tmp_path) -> None
 
     (tmp_path / "c.json").write_bytes(dumps(tiny))
     assert run_checker(tmp_path / "c.json")["verdict"] == "verified"
+
+
+def test_every_rule_estimates_its_cost() -> None:
+    """A rule without an estimate would run unchecked: each adds one to ESTIMATES."""
+    from checker.cost import ESTIMATES
+    from checker.format import SCHEMA
+    from checker.rules import rule_for
+
+    for name in SCHEMA["properties"]["strategy"]["properties"]["name"]["enum"]:
+        assert rule_for(name) is not None and name in ESTIMATES, name
