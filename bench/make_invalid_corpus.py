@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +24,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from certify.certificate import build, encode_array
+from certify.certificate import Proof, build, encode_array
 from certify.circuits import circuits
 from certify.model import load, save, validate
 from certify.strategies import prove
-from tests.certgen import INVALID, SMALL, brute_doc, dumps, run_checker, tiny_weights
+from tests.certgen import (
+    INVALID,
+    SMALL,
+    brute_doc,
+    dumps,
+    random_weights,
+    run_checker,
+    tiny_weights,
+)
 from tests.oracle import exact_correct_count
 
 # name -> (K, d_vocab, d_model, seed, steps): trained with the paper's recipe, fewer steps
@@ -602,7 +611,7 @@ def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
     add(
         "deep_nesting",
         2,
-        "nests deeper",
+        "more than 100000 JSON values",
         "witnesses nested 100,000 lists deep",
         replace(
             b'"witnesses": {}', b'"witnesses": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
@@ -743,6 +752,24 @@ def corpus(models: dict[str, dict[str, np.ndarray]]) -> list[Entry]:
         "an unknown top-level field",
         {**tiny, "trust_me": True},
     )
+    # --- hostile strings and sizes: refused before any large allocation (exit 2) ---
+    for name, version, why in [
+        ("version_lone_surrogate", "\ud800", "a lone UTF-16 surrogate (unprintable)"),
+        ("version_non_ascii", "versión", "non-ASCII (unprintable on an ASCII terminal)"),
+    ]:
+        add(name, 2, "format_version: unsupported version", f"format_version is {why}",
+            set_at(tiny, "format_version", version))  # fmt: skip
+    peeled = json.loads((SMALL / "max2_v4.subcubic.cert.json").read_bytes())
+    huge = {"dtype": "float64", "shape": [0] + [2**20] * 5, "data": ""}
+    add("subcubic_peel_huge_shape", 2, "peels[0].x: shape must be",
+        "a sub-cubic peel declaring shape [0, 2^20, 2^20, 2^20, 2^20, 2^20] and no data",
+        set_at(peeled, "witnesses/peels/0/x", huge))  # fmt: skip
+    config, weights = validate(random_weights(4096, 64, 1, seed=0))
+    add("declared_v4096_k64", 2, "over --max-memory",
+        "67 KB brute-force certificate of a d_model-1 model with d_vocab 4096, K 64 (claim 0)",
+        build(config, weights, Proof(strategy="brute", correct_count=0)))  # fmt: skip
+    add("many_empty_lists", 2, "more than 100000 JSON values", "witnesses: 120,000 empty lists",
+        {**tiny, "witnesses": {"x": [[]] * 120_000}})  # fmt: skip
     k3 = models["max3_v6"]
     return E + cubic_corpus(k3) + subcubic_corpus(k3) + hybrid_corpus(k3)
 

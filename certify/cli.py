@@ -13,14 +13,20 @@ certify plot results.sqlite [-o DIR]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from fractions import Fraction
 from pathlib import Path
 
 from certify.model import ModelError
+from checker.guard import guarded
+
+EXTRAS = {"torch": "prover", "safetensors": "prover", "tqdm": "prover", "dask": "sweep",
+          "distributed": "sweep", "matplotlib": "sweep"}  # fmt: skip
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     from certify import __version__
 
@@ -82,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     except ModelError as err:
         print(f"certify: error: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] not in EXTRAS:
+            raise
+        extra = EXTRAS[err.name.split(".")[0]]
+        print(f"certify: error: {args.command} needs {err.name!r}, which is not installed: "
+              f"pip install 'compact-proofs[{extra}]'", file=sys.stderr)  # fmt: skip
+        return 2
+    except BrokenPipeError:
+        raise  # handled by guarded: not an error of ours
     except (ValueError, OSError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"certify: error: {message}", file=sys.stderr)
@@ -104,6 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("--k, --d-vocab, --d-model and --steps must be positive")
     if Path(args.output).suffix not in (".pt", ".pth", ".safetensors"):
         raise ValueError(f"{args.output}: model path must end in .pt or .safetensors")
+    writable(args.output)  # before training, not after
     config = MaxOfKConfig(
         n_ctx=args.k, d_vocab=args.d_vocab, d_model=args.d_model, d_head=args.d_model
     )
@@ -203,6 +219,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
             raise ValueError("--budget applies to --strategy hybrid only")
         args.strategy = f"hybrid:{args.budget:g}"
     config, weights = load(args.model)
+    writable(args.output or default_output(args.model, "all"))
     if args.strategy == "all":
         return emit_all(args.model, config, weights, args.wide_peels, args.output, args.json)
     start = time.perf_counter()
@@ -276,6 +293,17 @@ def emit_all(
                 flush=True,
             )
     return 0
+
+
+def writable(path: str | Path) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a file name")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: directory {str(path.parent)!r} does not exist")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{path}: not writable")
 
 
 def default_output(model: str, strategy: str) -> str:

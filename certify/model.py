@@ -148,6 +148,8 @@ def _reseed(seed: int, label: str) -> int:
 def load(path: str | Path) -> tuple[MaxOfKConfig, dict[str, np.ndarray]]:
     """Load a .pt state_dict (``weights_only=True``) or a .safetensors file and validate it."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, not a model file")
     if not path.is_file():
         raise ModelError(f"{path}: no such file")
     if path.suffix == ".safetensors":
@@ -167,10 +169,11 @@ def _load_torch(path: Path) -> dict[str, np.ndarray]:
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt or unsafe files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = f"{path}: not a loadable weights-only torch file ({first[:200]})"
-        raise ModelError(msg) from None
+    except Exception as e:  # torch raises many types, with long advice, for corrupt or unsafe files
+        why = "not a torch file, or a damaged one"
+        if "Unsupported global" in str(e):
+            why = "it holds pickled objects, not only tensors: save model.state_dict()"
+        raise ModelError(f"{path}: cannot be loaded with weights_only=True ({why})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):

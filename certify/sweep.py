@@ -35,6 +35,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from checker.guard import worker_pool
+
 PAPER_SEEDS = (
     50, 104, 123, 519, 742, 913, 1185, 1283, 1412, 1490, 1681, 1696, 1895, 1951, 2236, 2306,
     2345, 2549, 2743, 2773, 3175, 3254, 3284, 4157, 4305, 4430, 4647, 4729, 4800, 4810, 5358,
@@ -227,7 +229,9 @@ def run_checker(cert: Path) -> dict[str, Any]:
     out, err_out = io.StringIO(), io.StringIO()
     try:
         with _CHECKER_LOCK, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err_out):
-            main(["verify", str(cert), "--json"])
+            status = main(["verify", str(cert), "--json"])
+        if status == 130:  # the checker caught a Ctrl-C meant for us
+            raise KeyboardInterrupt
         return json.loads(out.getvalue().strip().splitlines()[-1])
     except Exception as err:
         return {"verdict": "error", "failed_claim": f"checker crashed: {_one_line(err)}"}
@@ -356,6 +360,20 @@ def run_sweep(
         stats.seconds = time.perf_counter() - start
         return stats
     bar = _bar(n_tasks, progress)
+    try:
+        _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, dask, samples)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"finished rows are in {db}; the same command resumes") from None
+    finally:
+        if bar is not None:
+            bar.close()
+        con.close()
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, dask, samples):
+    """Submit every task of ``todo``; record each row as soon as it is done."""
     with _executor(workers, dask) as pool:
         pending: dict[cf.Future, tuple[str, ModelSpec, str | None]] = {}
 
@@ -403,11 +421,6 @@ def run_sweep(
                 if bar is not None:
                     bar.set_postfix_str(f"{spec.stem} {name or 'model'}"[-60:], refresh=False)
                     bar.update(1)
-    if bar is not None:
-        bar.close()
-    con.close()
-    stats.seconds = time.perf_counter() - start
-    return stats
 
 
 def _result_or_error(future: cf.Future, spec: ModelSpec, name: str | None) -> dict[str, Any]:
@@ -422,7 +435,7 @@ def _result_or_error(future: cf.Future, spec: ModelSpec, name: str | None) -> di
 def _executor(workers: int | None, dask: str | None):
     if dask is None:
         ctx = multiprocessing.get_context("spawn")  # no torch/BLAS state inherited by fork
-        with cf.ProcessPoolExecutor(workers or None, mp_context=ctx) as pool:
+        with worker_pool(workers or os.cpu_count() or 1, ctx) as pool:  # Ctrl-C: none left
             yield pool
         return
     from distributed import Client

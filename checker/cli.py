@@ -1,14 +1,15 @@
 """checker: verify a compact-proofs certificate. Exit 0 verified, 1 rejected, 2 unusable input.
 
     checker verify CERT [--model WEIGHTS.safetensors] [--json] [--time-limit S] [--max-bytes N]
+                   [--max-memory N]
     checker hash MODEL.safetensors
     checker schema
     checker selftest
 
-``verify`` prints one line: the theorem it established, the first claim that failed, or why it
-could not decide (a malformed certificate, the time limit, a broken float environment). With
-``--json`` that line goes to stderr and one result object goes to stdout. No exception becomes a
-verdict: anything unexpected is reported as an error (exit 2), never as verified.
+``verify`` prints one line: the theorem it established or the first claim that failed (stdout),
+or why it could not decide (stderr: a malformed certificate, the limits, a broken float
+environment). With ``--json`` that line goes to stderr and one result object to stdout. No
+exception becomes a verdict: anything unexpected is an error (exit 2), never verified.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from checker import __version__
-from checker.cost import TimeLimitExceeded, Work
+from checker.cost import DEFAULT_MAX_MEMORY, OverBudget, Work
 from checker.format import DEFAULT_MAX_BYTES, Certificate, FormatError, parse, weights_sha256
+from checker.guard import guarded
 
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="checker", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"checker {__version__}")
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--json", action="store_true", help="print one result object on stdout")
     v.add_argument("--time-limit", type=_positive(float), metavar="S", help="give up after S s")
     v.add_argument("--max-bytes", type=_positive(int), default=DEFAULT_MAX_BYTES, help="size cap")
+    v.add_argument(
+        "--max-memory", type=_positive(int), default=DEFAULT_MAX_MEMORY, help="memory cap (bytes)"
+    )
     h = sub.add_parser("hash", help="print a .safetensors model's weights sha256")
     h.add_argument("model", help="model weights (.safetensors)")
     sub.add_parser("schema", help="print the certificate JSON Schema")
@@ -58,7 +64,7 @@ def _hash(path: str) -> int:
     from checker.safetensors import read_weights
 
     try:
-        print(weights_sha256(read_weights(Path(path))))
+        print(weights_sha256(read_weights(Path(path), option="")))
     except (ValueError, TypeError) as e:  # FormatError, or a malformed header entry
         print(f"checker: error: {e}", file=sys.stderr)
         return UNUSABLE
@@ -82,21 +88,23 @@ def verify(args: argparse.Namespace) -> int:
     keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
     keys += ("total", "bound", "bound_decimal", "failed_claim", "theorem", "untrusted_provenance")
     result = {"verdict": "error", "checker_version": __version__, **dict.fromkeys(keys)}
-    work = Work(args.time_limit, progress=sys.stderr.isatty())
+    work = Work(args.time_limit, sys.stderr.isatty(), args.max_memory)
     status = UNUSABLE
     try:
         if problem := environment_problem() or arithmetic_problem():
             raise FormatError(f"unsafe floating-point environment: {problem}")
-        cert = _read(args)
-        work.tick()
-        c = cert.config
-        result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
-        result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
-        result["untrusted_provenance"] = cert.provenance  # echoed as stated, never checked
-        status = REJECTED if _other_model(args.model, cert, result) else _check(cert, work, result)
+        with work.alarm():
+            cert = _read(args)
+            c = cert.config
+            result.update(strategy=cert.strategy, model_sha256=cert.model_sha256)
+            result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, total=str(cert.total))
+            result.update(claimed_count=str(cert.claimed_count))
+            result["untrusted_provenance"] = cert.provenance  # echoed as stated, never checked
+            other = _other_model(args.model, cert, result)
+            status = REJECTED if other else _check(cert, work, result)
     except FormatError as e:
         result["failed_claim"] = str(e)
-    except TimeLimitExceeded as e:
+    except OverBudget as e:
         result["failed_claim"] = f"no verdict: {e}"
     except MemoryError:
         result["failed_claim"] = "no verdict: out of memory"
@@ -115,7 +123,7 @@ def _read(args: argparse.Namespace) -> Certificate:
         with open(args.cert, "rb") as f:
             data = f.read(args.max_bytes + 1)  # never read more than the limit allows
     except OSError as e:
-        raise FormatError(f"{args.cert}: cannot read ({e.strerror})") from None
+        raise FormatError(f"{args.cert!r}: cannot read ({e.strerror})") from None
     return parse(data, args.max_bytes)
 
 
@@ -143,6 +151,7 @@ def _check(cert: Certificate, work: Work, result: dict[str, Any]) -> int:
     rule = rule_for(cert.strategy)
     if rule is None:
         raise FormatError(f"strategy.name: no rule for strategy {cert.strategy!r}")
+    work.admit(cert.strategy, cert.config)
     outcome = rule(cert, work)
     result.update(outcome.report, verified_count=str(outcome.verified_count))
     failed = outcome.failed
@@ -182,7 +191,7 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
         line = f"{'REJECTED' if r['verdict'] == 'rejected' else 'ERROR'}: {r['failed_claim']}"
     if as_json:
         print(json.dumps(result))
-    print(line, file=sys.stderr if as_json else sys.stdout)
+    print(line, file=sys.stderr if as_json or r["verdict"] == "error" else sys.stdout)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ FORMAT = "compact-proofs/certificate"
 FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 256 * 2**20
 MAX_DEPTH = 32
+MAX_VALUES = 100_000  # JSON values in a certificate (arrays are base64 strings: one value each)
 MAX_NUMBER_CHARS = 4096
 WEIGHT_KEYS = (
     "embed.W_E",
@@ -84,7 +85,7 @@ def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
     version = doc.get("format_version", FORMAT_VERSION) if isinstance(doc, dict) else None
     if version is not None and not _same(version, FORMAT_VERSION):
         raise FormatError(
-            f"format_version: unsupported version {str(version)[:20]}; "
+            f"format_version: unsupported version {repr(version)[:40]}; "
             f"this checker reads version {FORMAT_VERSION}"
         )
     validate(doc, SCHEMA)
@@ -117,31 +118,34 @@ def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
     )
 
 
-def load_json(data: bytes) -> Any:
-    """JSON with no NaN/Infinity, no duplicate keys, no float literals, bounded nesting."""
+def load_json(data: bytes, what: str = "certificate") -> Any:
+    """JSON with no NaN/Infinity, duplicate keys or float literals; bounded nesting and size."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise FormatError("certificate is not UTF-8 text") from None
+        raise FormatError(f"{what} is not UTF-8 text") from None
+    # Memory linear in the file (with a small factor): each value but the first follows a [ , :
+    if 1 + sum(map(data.count, (b"[", b",", b":"))) > MAX_VALUES:
+        raise FormatError(f"{what} has more than {MAX_VALUES} JSON values")
 
     def no_constant(name: str) -> Any:
-        raise FormatError(f"certificate contains {name}; numbers must be strings")
+        raise FormatError(f"{what} contains {name}; numbers must be strings")
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
-                raise FormatError(f"duplicate key {k[:40]!r}")
+                raise FormatError(f"{what}: duplicate key {k[:40]!r}")
             out[k] = v
         return out
 
     def small_int(s: str) -> int:
         if len(s) > 18:
-            raise FormatError(f"integer literal {s[:20]}... too long; numbers must be strings")
+            raise FormatError(f"{what}: integer literal {s[:20]}... too long; use strings")
         return int(s)
 
     def no_float(s: str) -> Any:
-        raise FormatError(f"float literal {s[:20]} not allowed; numbers must be strings")
+        raise FormatError(f"{what}: float literal {s[:20]} not allowed; numbers must be strings")
 
     try:
         doc = json.loads(
@@ -152,45 +156,27 @@ def load_json(data: bytes) -> Any:
             parse_float=no_float,
         )
     except json.JSONDecodeError as e:
-        raise FormatError(f"certificate is not valid JSON ({e.msg} at line {e.lineno})") from None
+        raise FormatError(f"{what} is not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
-        raise FormatError(f"certificate nests deeper than {MAX_DEPTH} levels") from None
-    _check_depth(doc, 0)
+        raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    _check_depth(doc, 0, what)
     return doc
 
 
-def _check_depth(value: Any, depth: int) -> None:
+def _check_depth(value: Any, depth: int, what: str) -> None:
     if depth > MAX_DEPTH:
-        raise FormatError(f"certificate nests deeper than {MAX_DEPTH} levels")
+        raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels")
     children = value.values() if isinstance(value, dict) else value
     for child in children if isinstance(value, dict | list) else ():
-        _check_depth(child, depth + 1)
+        _check_depth(child, depth + 1, what)
 
 
 # --- schema validation (the subset of JSON Schema 2020-12 that schema.json uses) --------------
 
 _TYPES = {"object": dict, "array": list, "string": str, "integer": int, "boolean": bool}
-_KEYWORDS = {
-    "$schema",
-    "$id",
-    "$defs",
-    "$ref",
-    "title",
-    "description",
-    "type",
-    "properties",
-    "required",
-    "additionalProperties",
-    "const",
-    "enum",
-    "pattern",
-    "maxLength",
-    "items",
-    "minItems",
-    "maxItems",
-    "minimum",
-    "maximum",
-}
+_KEYWORDS = {"$schema", "$id", "$defs", "$ref", "title", "description", "type", "properties",
+             "required", "additionalProperties", "const", "enum", "pattern", "maxLength", "items",
+             "minItems", "maxItems", "minimum", "maximum"}  # fmt: skip
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -271,6 +257,7 @@ def decode_number(s: Any, where: str) -> Fraction:
 
 def decode_array(obj: Any, where: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """A little-endian base64 array {"dtype", "shape", "data"}; float values must be finite."""
+    # The checker always passes the expected shape (None is for tests reading their own arrays).
     validate(obj, SCHEMA["$defs"]["array"], where)
     dtype, dims, data = obj["dtype"], obj["shape"], obj["data"]
     if shape is not None and tuple(dims) != tuple(shape):

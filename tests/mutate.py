@@ -164,7 +164,7 @@ def check_bytes(data: bytes, path: Path) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         status = checker_main(["verify", str(path), "--time-limit", "60"])
-    return status, out.getvalue()
+    return status, out.getvalue() + err.getvalue()  # a verdict on stdout or an error on stderr
 
 
 def campaign(sources: list[Path], n: int, seed: int, tmp: Path,

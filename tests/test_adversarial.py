@@ -114,7 +114,8 @@ def test_prover_and_checker_are_sound_or_refuse(
         assert str(e) and "\n" not in str(e)
         return
     doc = build(config, weights, proof)
-    status, out, _ = verify_bytes(dumps(doc), tmp_path)
+    status, out, err = verify_bytes(dumps(doc), tmp_path)
+    out += err  # the verdict on stdout, or an error on stderr: one line in all
     assert len(out.splitlines()) == 1 and "internal error" not in out, out
     if status == 0:
         assert proof.correct_count <= exact[name]
@@ -124,5 +125,5 @@ def test_prover_and_checker_are_sound_or_refuse(
         assert proof.correct_count == exact[name]
     doc["claim"]["correct_count"] = str(exact[name] + 1)
     if exact[name] < config.d_vocab**config.n_ctx:
-        status, out, _ = verify_bytes(dumps(doc), tmp_path)
-        assert status in (1, 2) and len(out.splitlines()) == 1, out
+        status, out, err = verify_bytes(dumps(doc), tmp_path)
+        assert status in (1, 2) and len((out + err).splitlines()) == 1, out + err

@@ -38,8 +38,9 @@ def test_invalid_certificate_is_refused(name: str, status: str, match: str, reas
         strategy = json.loads(doc)["strategy"]["name"]
         if not HAVE_RULES[strategy]:
             pytest.skip(f"checker rule {strategy!r} not present")
-    code, out, _ = run_checker("verify", str(INVALID / name))
-    lines = out.splitlines()
+    code, out, err = run_checker("verify", str(INVALID / name))
+    lines = (out if code == 1 else err).splitlines()
+    assert not (err if code == 1 else out), (out, err)
     assert len(lines) == 1, out
     assert code == int(status), f"{name} ({reason}): exit {code}: {out}"
     assert match in lines[0], f"{name}: expected {match!r} in {lines[0]!r}"

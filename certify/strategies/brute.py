@@ -18,12 +18,12 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from certify.certificate import Proof
 from certify.circuits import Circuits
+from checker.guard import worker_pool
 
 _SHARED: Circuits | None = None  # inherited by forked workers
 
@@ -45,7 +45,7 @@ def correct_count(
     _SHARED = c
     ctx = multiprocessing.get_context("fork")
     total = 0
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with worker_pool(workers, ctx) as pool:  # Ctrl-C: no worker left behind
         for n in pool.map(_count_shared, range(v - 1, -1, -1)):  # large q first: slowest
             total += n
             if progress:

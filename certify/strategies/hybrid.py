@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 from math import comb, prod
 
 import numpy as np
@@ -28,6 +27,7 @@ from certify.circuits import Circuits
 from certify.model import MaxOfKConfig
 from certify.strategies.brute import correct_for_query
 from certify.strategies.cubic import case_exists, lemma_tokens
+from checker.guard import worker_pool
 
 EVALUATION_LIMIT = 2**31  # the prover evaluates every input (Max-of-5, 2^30: about a minute)
 REMAINDER_LIMIT = 2**31  # inputs one unbudgeted check may enumerate
@@ -108,7 +108,7 @@ def case_stats(
     _SHARED = (c, inside, inside0)
     workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    with worker_pool(workers, ctx) as pool:  # Ctrl-C: no worker left behind
         rows = list(pool.map(_query_stats, range(v)))
     _SHARED = None
     return tuple(np.stack([r[i] for r in rows]) for i in range(3))  # type: ignore[return-value]

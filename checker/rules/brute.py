@@ -26,7 +26,6 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TypeVar
@@ -36,8 +35,9 @@ import numpy as np
 
 from checker.arith import ETA, U, arb_float, exp_sum_sign, float_above, gamma, nearest_float, up
 from checker.circuits import Weights
-from checker.cost import Work
-from checker.format import Certificate, FormatError
+from checker.cost import ESTIMATES, Cost, Work, rule_cost
+from checker.format import Certificate, Config, FormatError
+from checker.guard import worker_pool
 from checker.rules import RuleResult
 
 W_MAX = 4.0  # every float softmax weight is <= W_MAX (checked)
@@ -63,6 +63,17 @@ class Tables:
 R = TypeVar("R")
 _TABLES: Tables | None = None  # inherited by forked workers
 _WORK: Work | None = None
+
+
+def cost(c: Config) -> Cost:
+    """Exact scores [q][i][t]; per worker float tables [K, v, v] and blocks [v^(inner + 1)]."""
+    v, k = c.d_vocab, c.n_ctx
+    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
+    floats = workers * (2 * v ** min(3, k) + 4 * k * v * v)
+    return rule_cost(c, 3 * v * v + 2 * k * v + k * v * v, floats, v ** (k + 1), k * v * v)
+
+
+ESTIMATES["brute"] = cost
 
 
 def check(cert: Certificate, work: Work) -> RuleResult:
@@ -100,8 +111,7 @@ def map_queries(task: Callable[[int], R], queries: Sequence[int], v: int) -> Ite
     """task(q) for each query token, in forked worker processes that inherit the tables; on an
     exception (time limit) queued queries stop at their first tick."""
     workers = min(os.cpu_count() or 1, 8) if v >= 8 and len(queries) > 1 else 1
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    with pool:
+    with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
         yield from pool.map(task, queries)
 
 

@@ -57,8 +57,8 @@ import numpy as np
 
 from checker.arith import ball, ball_bounds, down0, enclose_matrix, up
 from checker.circuits import Weights
-from checker.cost import Work
-from checker.format import Certificate, FormatError, decode_array, field
+from checker.cost import ESTIMATES, Cost, Work, rule_cost
+from checker.format import Certificate, Config, FormatError, decode_array, field
 from checker.rules import RuleResult
 
 Interval = tuple[np.ndarray, np.ndarray]
@@ -231,3 +231,12 @@ def slot_bounds(
 def mul_iv(a: Interval, b: Interval) -> Interval:
     """[lo, hi] enclosing a b for non-negative intervals a, b (lower ends clamped at 0)."""
     return down0(a[0] * b[0]), up(a[1] * b[1])
+
+
+def cost(c: Config) -> Cost:
+    """Exact circuits; per max token a dozen float tables [v, K, v]; K v³ float operations."""
+    v, k = c.d_vocab, c.n_ctx
+    return rule_cost(c, 3 * v * v + 2 * k * v, 12 * k * v * v + 20 * v * v, k * v**3, v * v + k * v)
+
+
+ESTIMATES["cubic"] = cost

@@ -52,8 +52,8 @@ import numpy as np
 
 from checker.arith import down, up
 from checker.circuits import Weights
-from checker.cost import Work
-from checker.format import Certificate, FormatError, decode_array, field
+from checker.cost import ESTIMATES, Cost, Work, rule_cost
+from checker.format import Certificate, Config, FormatError, decode_array, field
 from checker.rules import RuleResult, brute, cubic
 from checker.rules.brute import Tables
 
@@ -61,6 +61,16 @@ Slots = list[np.ndarray]
 _PLAN: dict[int, list[tuple[int, int, list[Slots]]]] = {}  # q -> (m, c, blocks); for workers
 _TABLES: Tables | None = None
 _WORK: Work | None = None
+
+
+def cost(c: Config) -> Cost:
+    """At its peak the cubic rule's lemma tables and the brute-force rule's tables; at least the
+    exact circuits' time (how much is enumerated is known only from the lemmas)."""
+    memory = cubic.cost(c).bytes + brute.cost(c).bytes
+    return Cost(memory, rule_cost(c, 0, 0, 0, 0).seconds)
+
+
+ESTIMATES["hybrid"] = cost
 
 
 def check(cert: Certificate, work: Work) -> RuleResult:

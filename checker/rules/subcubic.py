@@ -33,8 +33,8 @@ from checker.arith import (
     up,
 )
 from checker.circuits import Weights, broadcast_row
-from checker.cost import Work
-from checker.format import Certificate, FormatError, decode_array
+from checker.cost import ESTIMATES, Cost, Work, rule_cost
+from checker.format import SCHEMA, Certificate, Config, FormatError, decode_array, validate
 from checker.rules import RuleResult
 
 EU_OPTIONS = (
@@ -142,7 +142,8 @@ def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
         where = f"witnesses.peels[{i}]."
         if not isinstance(p, dict) or set(p) != {"x", "y"}:
             raise FormatError(f"{where[:-1]}: expected exactly x, y")
-        r = decode_array(p["x"], where + "x").shape[-1:]
+        validate(p["x"], SCHEMA["$defs"]["array"], where + "x")  # the rank, before decoding
+        r = tuple(p["x"]["shape"])[-1:]
         r = r[0] if r and 1 <= r[0] <= MAX_PEEL_RANK else 0
         if r == 0:
             raise FormatError(f"{where}x: shape must be [rows, r] with 1 <= r <= {MAX_PEEL_RANK}")
@@ -412,3 +413,12 @@ def unexplained_dims(eu: str, eps: str, v: int, d: int) -> int:
     eps_term = {"svd": 2 * v, "exact_EQKE+max_diff_exact": v * v, "max_diff_exact": 4 * v}
     mean = v if eps.startswith("mean") else 0
     return eu_term.get(eu, v + v * d + 2) + eps_term.get(eps, 2 * v + 2 * d + mean) + v + v * v
+
+
+def cost(c: Config) -> Cost:
+    """Exact circuits and EQKE factors; about 30 float tables [v, v, K]."""
+    v, k, d, h = c.d_vocab, c.n_ctx, c.d_model, c.d_head
+    return rule_cost(c, 4 * v * v + 8 * v * (d + h), 30 * k * v * v, 100 * k * v * v, v * v + k * v)
+
+
+ESTIMATES["subcubic"] = cost

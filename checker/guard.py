@@ -1,0 +1,56 @@
+"""Both command lines: Ctrl-C prints one line and exits 130, a closed pipe (``| head``) ends them
+quietly (141), unencodable text is escaped; worker pools never outlive them."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+
+def guarded(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Decorate a command line's ``main`` (see the module docstring)."""
+    prog = Path(main.__code__.co_filename).parent.name  # checker, certify (also as __main__)
+
+    def run(argv: list[str] | None = None) -> int:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, io.TextIOWrapper):
+                stream.reconfigure(errors="backslashreplace")
+        try:
+            status = main(argv)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return status
+        except KeyboardInterrupt as e:
+            print(f"{prog}: interrupted{f'; {e}' if str(e) else ''}", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+
+    return run
+
+
+@contextmanager
+def worker_pool(workers: int, context: Any) -> Iterator[ProcessPoolExecutor]:
+    """A process pool whose workers ignore Ctrl-C and lead process groups, all killed if the
+    caller leaves early (Ctrl-C, the time limit, an error): nothing outlives the command."""
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
+        try:
+            yield pool
+        except BaseException:
+            for pid in list(getattr(pool, "_processes", None) or ()):  # no public API before 3.14
+                for kill in (os.killpg, os.kill):  # os.kill: the worker may not lead a group yet
+                    with suppress(ProcessLookupError, PermissionError):
+                        kill(pid, signal.SIGKILL)
+            raise
+
+
+def _worker_start() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setpgrp()
