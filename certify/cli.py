@@ -189,10 +189,11 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """Subcommands defined in their own modules (``sweep``, ``plot``)."""
-    from certify import plot, sweep
+    from certify import plot, report, sweep
 
     sweep.add_parser(sub)
     plot.add_parser(sub)
+    report.add_parser(sub)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -207,6 +208,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from certify.report import cmd_report as run
+
+    return run(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "accuracy": cmd_accuracy,
@@ -214,6 +221,7 @@ COMMANDS = {
     "strategies": cmd_strategies,
     "sweep": cmd_sweep,
     "plot": cmd_plot,
+    "report": cmd_report,
 }
 
 

@@ -32,35 +32,47 @@ def correct_count(
     c: Circuits, workers: int | None = None, progress: Callable[[int], None] | None = None
 ) -> int:
     """Number of inputs in {0..v-1}^K the model classifies correctly (float64 evaluation)."""
+    return int(correct_by_cell(c, workers, progress).sum())
+
+
+def correct_by_cell(
+    c: Circuits, workers: int | None = None, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
+    """[q, m]: correct inputs by query token q and max token m (int64; float64 evaluation)."""
     global _SHARED
     v = c.config.d_vocab
     workers = workers or min(os.cpu_count() or 1, 8)
+    out = np.zeros((v, v), np.int64)
     if workers == 1 or v < 8:
-        total = 0
         for q in range(v):
-            total += count_for_query(c, q)
+            out[q] = counts_by_max(c, q)
             if progress:
                 progress(1)
-        return total
+        return out
     _SHARED = c
     ctx = multiprocessing.get_context("fork")
-    total = 0
+    queries = range(v - 1, -1, -1)  # large q first: slowest
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        for n in pool.map(_count_shared, range(v - 1, -1, -1)):  # large q first: slowest
-            total += n
+        for q, counts in zip(queries, pool.map(_counts_shared, queries), strict=True):
+            out[q] = counts
             if progress:
                 progress(1)
     _SHARED = None
-    return total
+    return out
 
 
-def _count_shared(q: int) -> int:
+def _counts_shared(q: int) -> np.ndarray:
     assert _SHARED is not None
-    return count_for_query(_SHARED, q)
+    return counts_by_max(_SHARED, q)
 
 
 def count_for_query(c: Circuits, q: int) -> int:
     """Correct inputs among the v^(K-1) whose last token is q."""
+    return int(counts_by_max(c, q).sum())
+
+
+def counts_by_max(c: Circuits, q: int) -> np.ndarray:
+    """[m]: correct inputs among the v^(K-1) whose last token is q, by their max token m."""
     v, k = c.config.d_vocab, c.config.n_ctx
     free = k - 1
     scores = (c.eqke[q][None, :] + c.eqkp[q, :free, None]) / c.scale  # [free, v]
@@ -84,14 +96,14 @@ def count_for_query(c: Circuits, q: int) -> int:
     rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
 
-    count = 0
+    count = np.zeros(v, np.int64)
     for outer in itertools.product(range(v), repeat=free - n_inner):
         base = g_query + sum((table[j, t] for j, t in enumerate(outer)), np.zeros(v))
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)
         right = block[target, rows]
         block[target, rows] = -np.inf
-        count += int(np.count_nonzero(right > block.max(axis=0)))
+        count += np.bincount(target[right > block.max(axis=0)], minlength=v)
     return count
 
 
