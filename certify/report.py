@@ -115,8 +115,19 @@ def analyse_brute(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -
     counts = exact if exact is not None else correct_by_cell(c)
     cells = counts.astype(object)
     lost = cell_inputs(v, k) - cells
+    totals = cell_inputs(v, k)
     cases = [
-        Case(q, m, -1, int(cell_inputs(v, k)[q, m]), int(lost[q, m]), math.nan, {}, {})
+        Case(
+            int(q),
+            int(m),
+            -1,
+            int(totals[q, m]),
+            int(lost[q, m]),
+            math.nan,
+            {},
+            {},
+            proved_tokens=f"{int(counts[q, m]):,} correct",
+        )
         for q, m in zip(*np.nonzero(lost > 0), strict=True)
     ]
     note = "Brute force has no error terms: every lost input is one the model gets wrong."
@@ -577,6 +588,7 @@ def _plot_terms(r: Report, cases: list[Case]):
     if not np.all(np.isnan(actual)):
         ax.plot(actual, y, "o", mfc="white", mec="k", ms=6, label="actual (model)")
     ax.axvline(0, color="k", lw=0.8)
+    ax.margins(x=0.04)
     ax.set_yticks(y, [_case_label(x) for x in cases], fontsize=8)
     ax.set_xlabel("contribution to max wrong logit − logit[m]  (the bound must be < 0)")
     ax.legend(fontsize=8, loc="lower right", ncol=2)
@@ -716,9 +728,10 @@ def _html(r: Report, figures: list[str], cases: list[Case]) -> str:
         ),
         "terms.png": (
             "The cases that lose the most inputs, term by term",
-            "Each bar is the bound for the case's worst unproved input split into its terms "
-            "(they sum to the ◆; the proof needs it < 0). ○ is the model's actual value on that "
-            "input: ○ < 0 < ◆ means the model is right there and the proof's pessimism lost it.",
+            "Each bar is the bound for the case (cubic: its worst unproved input) split into its "
+            "terms (they sum to the ◆; the proof needs it < 0). ○ is the model's actual value on "
+            "that input: ○ < 0 < ◆ means the model is right there and the proof's pessimism "
+            "lost it.",
         ),
     }
     for name in figures:
@@ -753,27 +766,25 @@ def _blame_table(a: Analysis) -> list[str]:
 
 
 def _cases_table(cases: list[Case], a: Analysis) -> list[str]:
-    terms = [t for t in TERMS if any(t in x.terms for x in cases)]
-    head = ["case", "inputs", "proved", "lost", "margin", "bound", *terms, "actual", "largest"]
+    """The worst cases; a column that is empty for every row (e.g. brute force's) is left out."""
+    columns: list[tuple[str, Callable[[Case], str]]] = [
+        ("case", lambda x: f"<td class='l'>{html.escape(_case_label(x))}</td>"),
+        ("inputs", lambda x: f"<td>{x.inputs:,}</td>"),
+        ("proved", lambda x: f"<td>{html.escape(x.proved_tokens)}</td>"),
+        ("lost", lambda x: f"<td>{x.lost:,}</td>"),
+        ("margin", lambda x: f"<td>{'—' if x.margin is None else f'{x.margin:.4f}'}</td>"),
+        ("bound", lambda x: f"<td>{_num(x.bound)}</td>"),
+        *((t, _term_cell(t)) for t in TERMS),
+        ("actual", lambda x: f"<td>{_num(x.actual)}</td>"),
+        ("largest", lambda x: f"<td class='l'>{x.main_term}</td>"),
+    ]
+    empty = ("<td>—</td>", "<td></td>", "<td class='l'></td>")
+    shown = [(h, f) for h, f in columns if any(f(x) not in empty for x in cases)]
     out = [
         f"<h2>The {len(cases)} cases that lose the most inputs (of {len(a.cases)})</h2>",
-        "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>",
+        "<table><tr>" + "".join(f"<th>{h}</th>" for h, _ in shown) + "</tr>",
     ]
-    for x in cases:
-        cells = [
-            f"<td class='l'>{html.escape(_case_label(x))}</td>",
-            f"<td>{x.inputs:,}</td>",
-            f"<td>{html.escape(x.proved_tokens)}</td>",
-            f"<td>{x.lost:,}</td>",
-            f"<td>{'—' if x.margin is None else f'{x.margin:.4f}'}</td>",
-            f"<td>{_num(x.bound)}</td>",
-        ]
-        for t in terms:
-            value = x.terms.get(t)
-            pos = value is not None and value > 0
-            cells.append(f"<td{' class=pos' if pos else ''}>{_num(value)}</td>")
-        cells += [f"<td>{_num(x.actual)}</td>", f"<td class='l'>{x.main_term}</td>"]
-        out.append("<tr>" + "".join(cells) + "</tr>")
+    out += ["<tr>" + "".join(f(x) for _, f in shown) + "</tr>" for x in cases]
     out.append("</table>")
     out.append(
         "<p>case: query q, max m, c non-max copies (sub-cubic: the query counted when q &lt; m), "
@@ -783,6 +794,16 @@ def _cases_table(cases: list[Case], a: Analysis) -> list[str]:
         "&lt; 0) = the sum of the term columns; actual: the model's value on that input.</p>"
     )
     return out
+
+
+def _term_cell(term: str) -> Callable[[Case], str]:
+    def cell(x: Case) -> str:
+        value = x.terms.get(term)
+        if value is None:
+            return "<td></td>"
+        return f"<td{' class=pos' if value > 0 else ''}>{_num(value)}</td>"
+
+    return cell
 
 
 # --- command line ---------------------------------------------------------------------------
