@@ -65,14 +65,15 @@ def screenshot(page: Path, png: Path, width: int, height: int) -> str:
 
 
 def trim(png: Path, margin: int = 24) -> None:
-    """Cut the blank bottom of a page photographed in a window taller than the page."""
+    """Cut the blank bottom of a page photographed in a window taller than the page; shrink."""
     import numpy as np
     from PIL import Image
 
     image = Image.open(png).convert("RGB")
     ink = np.flatnonzero((np.asarray(image) < 250).any(axis=(1, 2)))
     if len(ink):
-        image.crop((0, 0, image.width, min(image.height, int(ink[-1]) + margin))).save(png)
+        image = image.crop((0, 0, image.width, min(image.height, int(ink[-1]) + margin)))
+    image.quantize(256).save(png, optimize=True)  # a page of text and plots: 256 colours do
 
 
 def main() -> int:
