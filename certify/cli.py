@@ -6,6 +6,7 @@ certify emit MODEL [--strategy NAME] [-o CERT]
 certify strategies
 certify sweep [--k 4] [--seeds paper|123,50] [--strategies all|cubic,...] [--db results.sqlite]
 certify plot results.sqlite [-o DIR]
+certify report CERT -o DIR
 """
 
 from __future__ import annotations
