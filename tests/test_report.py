@@ -232,3 +232,21 @@ def test_config_is_read_from_the_certificate(tmp_path):
     cert = emitted(tmp_path, "cubic", 5, 3, seed=8)
     r = make_report(cert)
     assert r.config == MaxOfKConfig(n_ctx=3, d_vocab=5, d_model=6, d_head=6)
+
+
+def test_every_subcubic_variant_adds_up():
+    """All 100 variants (every EU centre, attention and ε option): cells sum to the claim, lost
+    cases to the rest, and each case's terms to its bound."""
+    from certify.report import analyse_subcubic
+    from certify.strategies.subcubic import prove_all
+
+    config, weights = validate(random_weights(6, 3, 5, seed=7))
+    c = circuits(config, weights)
+    for name, proof in prove_all(config, weights, c).items():
+        doc = json.loads(json.dumps(build(config, weights, proof)))
+        a = analyse_subcubic(doc, weights, c, None)
+        covered = sum(int(x) for x in a.cells.ravel())
+        assert covered == proof.correct_count, name
+        assert sum(x.lost for x in a.cases) == 6**3 - covered, name
+        for case in a.cases:
+            assert sum(case.terms.values()) == pytest.approx(case.bound, abs=1e-9), name
