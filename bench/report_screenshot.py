@@ -3,10 +3,11 @@
     python bench/report_screenshot.py [CERT ...] [-o DIR] [--height PX]
 
 With no CERT it regenerates the committed example: the report of the shipped seed-123 cubic
-certificate in docs/figures/report_max4_seed123/ (index.html, PNGs) and its screenshot
-docs/figures/report_max4_seed123.screenshot.png. Prints a Markdown table (verdict, cases that lose
-inputs, report and screenshot seconds, sizes). Chromium (``apt-get install chromium``) runs with a
-fresh profile, no network services and no sandbox; without it the screenshot column says so.
+certificate in docs/figures/report_max4_seed123_cubic/ (index.html, PNGs) and its screenshot
+docs/figures/report_max4_seed123_cubic.screenshot.png. Each CERT's report goes to
+DIR/report_<name>/, its screenshot beside it. Prints a Markdown table (verdict, cases that lose
+inputs, report and screenshot seconds). Chromium (``apt-get install chromium``) runs with a fresh
+profile, no network services and no sandbox; without it the screenshot column says so.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def main() -> int:
     print("| certificate | verdict | cases losing inputs | report s | screenshot s | page |")
     print("|---|---|---:|---:|---:|---|")
     for cert in args.certs:
-        stem = cert.name.split(".")[0]
+        stem = cert.name.removesuffix(".cert.json").replace(".", "_")
         out = args.output / f"report_{stem}"
         start = time.perf_counter()
         r = make_report(cert)
