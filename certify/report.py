@@ -20,8 +20,10 @@ run in-process) and, recomputed from the certificate's weights and lemmas in flo
   contributions sum to the bound. "actual" is the model's true wrong-logit difference on the
   same (pure) input; bound - actual is the proof's own pessimism.
 
-Strategies plug in through ``ANALYSERS`` (strategy name -> function returning an ``Analysis``);
-a certificate with no analyser still gets the verdict and totals.
+Strategies plug in through ``ANALYSERS`` (strategy name -> function returning an ``Analysis``:
+per-cell covered counts and the lost cases with their terms); a certificate with no analyser still
+gets the verdict and totals. A hybrid of cubic lemmas and an enumerated remainder would reuse
+``analyse_cubic`` for its lemmas and add the remainder's per-cell counts (``correct_by_cell``).
 """
 
 from __future__ import annotations

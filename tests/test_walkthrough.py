@@ -26,9 +26,8 @@ def walkthrough_block() -> str:
 
 def test_readme_walkthrough_runs(tmp_path):
     block = walkthrough_block()
-    assert {"checker hash", "certify emit", "checker verify", "--model", "certify report"} <= {
-        word for word in re.findall(r"[a-z]+ [a-z]+|--model", block)
-    }
+    for step in ("checker hash", "certify emit", "checker verify", "--model", "certify report"):
+        assert step in block, f"the walkthrough lost its {step!r} step"
     (tmp_path / "certificates").symlink_to(ROOT / "certificates")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
