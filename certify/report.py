@@ -116,22 +116,13 @@ def analyse_brute(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -
     v, k = c.config.d_vocab, c.config.n_ctx
     counts = exact if exact is not None else correct_by_cell(c)
     cells = counts.astype(object)
-    lost = cell_inputs(v, k) - cells
     totals = cell_inputs(v, k)
-    cases = [
-        Case(
-            int(q),
-            int(m),
-            -1,
-            int(totals[q, m]),
-            int(lost[q, m]),
-            math.nan,
-            {},
-            {},
-            proved_tokens=f"{int(counts[q, m]):,} correct",
-        )
-        for q, m in zip(*np.nonzero(lost > 0), strict=True)
-    ]
+    lost = totals - cells
+    cases = []
+    for q, m in zip(*np.nonzero(lost > 0), strict=True):
+        case = Case(int(q), int(m), -1, int(totals[q, m]), int(lost[q, m]), math.nan, {}, {})
+        case.proved_tokens = f"{int(counts[q, m]):,} correct"
+        cases.append(case)
     note = "Brute force has no error terms: every lost input is one the model gets wrong."
     return Analysis(cells, cases, [note])
 
@@ -148,7 +139,7 @@ def analyse_cubic(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -
     margin = _lemma(doc, "lemmas", "margin", (v, v, k))
     cells = np.zeros((v, v), dtype=object)
     tables = cubic._tables(c)
-    cases, pending = [], []  # pending: (case, token) whose actual value is still to compute
+    cases = []
     for m in range(v):
         terms, bound = cubic_terms(m, c, tables)  # [term, q, c, t], [q, c, t]
         terms0, bound0 = cubic_terms_c0(m, c, tables)  # [term, q], [q]
@@ -181,8 +172,7 @@ def analyse_cubic(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -
                 f"{n} of {m}" if cc else f"{n} of 1",
             )
             cases.append(case)
-            pending.append(case)
-    _actual_cubic(pending, c)
+    _actual_cubic(cases, c)
     return Analysis(cells, cases)
 
 
