@@ -704,7 +704,7 @@ def _html(r: Report, figures: list[str], cases: list[Case]) -> str:
             "<code>ANALYSERS</code>).</p>"
         )
     else:
-        parts += _blame_table(r.analysis)
+        parts += _glance(r.analysis, r.config.d_vocab) + _blame_table(r.analysis)
     captions = {
         "cells.png": (
             "Per cell: which (max, query) pairs the proof covers",
@@ -733,6 +733,53 @@ def _html(r: Report, figures: list[str], cases: list[Case]) -> str:
         parts += _cases_table(cases, r.analysis)
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def glance(a: Analysis, v: int) -> list[str]:
+    """Plain-text facts about the lost inputs, each a share of all lost inputs (case-weighted)."""
+    lost = sum(x.lost for x in a.cases)
+    if not lost:
+        return ["No input is lost."]
+
+    def share(test: Callable[[Case], bool]) -> str:
+        return f"{sum(x.lost for x in a.cases if test(x)) / lost:.0%}"
+
+    attention = ("EQKE", "EQKP", "eps")
+    facts = [f"{lost:,} inputs are lost in {len(a.cases):,} cases."]
+    if any(x.terms for x in a.cases):
+        blamed = sum(sum(n for t, n in x.blame.items() if t in attention) for x in a.cases)
+        facts.append(
+            f"Attention terms (EQKE, EQKP, eps) are the largest for {blamed / lost:.0%} "
+            "of the lost inputs."
+        )
+        direct = share(
+            lambda x: x.terms.get("EU", 0) + x.terms.get("EVOU", 0) + x.terms.get("PVOU", 0) < 0
+        )
+        facts.append(
+            f"With all attention on the max (EU + EVOU + PVOU alone) the bound would be "
+            f"negative in cases holding {direct} of the lost inputs."
+        )
+    if any(x.actual is not None for x in a.cases):
+        right = share(lambda x: x.actual is not None and x.actual < 0)
+        facts.append(
+            f"In cases holding {right} of the lost inputs the model classifies even the "
+            "worst input shown correctly (actual < 0): the proof, not the model, lost "
+            "them."
+        )
+    if any(x.token is not None for x in a.cases):
+        near = share(lambda x: x.token == x.m - 1)
+        close = share(lambda x: x.token is not None and x.token >= x.m - 3)
+        facts.append(
+            f"The worst unproved token is m − 1 for {near} of the lost inputs and "
+            f"within 3 of the max for {close}."
+        )
+    facts.append(f"{share(lambda x: 2 * x.m >= v)} of the lost inputs have max m ≥ {(v + 1) // 2}.")
+    return facts
+
+
+def _glance(a: Analysis, v: int) -> list[str]:
+    items = "".join(f"<li>{html.escape(f)}</li>" for f in glance(a, v))
+    return [f"<h2>At a glance</h2><ul>{items}</ul>"]
 
 
 def _blame_table(a: Analysis) -> list[str]:

@@ -57,6 +57,7 @@ def test_page_references_the_figures_it_wrote(tmp_path, capsys, strategy):
     assert "verified" in stdout
     page = (out / "index.html").read_text()
     assert "VERIFIED by the checker" in page and "untrusted prover-side analysis" in page
+    assert "At a glance" in page and "inputs are lost in" in page
     images = re.findall(r"<img src='([^']+)'", page)
     assert {"cells.png", "by_max.png"} <= set(images)
     assert ("terms.png" in images) == (strategy != "brute")
