@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -32,47 +32,50 @@ def correct_count(
     c: Circuits, workers: int | None = None, progress: Callable[[int], None] | None = None
 ) -> int:
     """Number of inputs in {0..v-1}^K the model classifies correctly (float64 evaluation)."""
-    return int(correct_by_cell(c, workers, progress).sum())
-
-
-def correct_by_cell(
-    c: Circuits, workers: int | None = None, progress: Callable[[int], None] | None = None
-) -> np.ndarray:
-    """[q, m]: correct inputs by query token q and max token m (int64; float64 evaluation)."""
     global _SHARED
     v = c.config.d_vocab
     workers = workers or min(os.cpu_count() or 1, 8)
-    out = np.zeros((v, v), np.int64)
     if workers == 1 or v < 8:
+        total = 0
         for q in range(v):
-            out[q] = counts_by_max(c, q)
+            total += count_for_query(c, q)
             if progress:
                 progress(1)
-        return out
+        return total
     _SHARED = c
     ctx = multiprocessing.get_context("fork")
-    queries = range(v - 1, -1, -1)  # large q first: slowest
+    total = 0
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        for q, counts in zip(queries, pool.map(_counts_shared, queries), strict=True):
-            out[q] = counts
+        for n in pool.map(_count_shared, range(v - 1, -1, -1)):  # large q first: slowest
+            total += n
             if progress:
                 progress(1)
     _SHARED = None
-    return out
+    return total
 
 
-def _counts_shared(q: int) -> np.ndarray:
+def _count_shared(q: int) -> int:
     assert _SHARED is not None
-    return counts_by_max(_SHARED, q)
+    return count_for_query(_SHARED, q)
 
 
 def count_for_query(c: Circuits, q: int) -> int:
     """Correct inputs among the v^(K-1) whose last token is q."""
-    return int(counts_by_max(c, q).sum())
+    return sum(int(np.count_nonzero(ok)) for _, ok in _blocks(c, q))
 
 
-def counts_by_max(c: Circuits, q: int) -> np.ndarray:
-    """[m]: correct inputs among the v^(K-1) whose last token is q, by their max token m."""
+def correct_for_query(c: Circuits, q: int) -> np.ndarray:
+    """correct[t_0, .., t_{K-2}]: is the input (t_0, .., t_{K-2}, q) classified correctly?"""
+    v, free = c.config.d_vocab, c.config.n_ctx - 1
+    out = np.empty((v,) * free, dtype=bool)
+    for outer, ok in _blocks(c, q):
+        out[outer] = ok.reshape((v,) * min(2, free))
+    return out
+
+
+def _blocks(c: Circuits, q: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """(outer tokens, correct[inner inputs]) for each block of the inputs whose last token is q:
+    the last two free positions form the block, the others are its outer tokens."""
     v, k = c.config.d_vocab, c.config.n_ctx
     free = k - 1
     scores = (c.eqke[q][None, :] + c.eqkp[q, :free, None]) / c.scale  # [free, v]
@@ -95,16 +98,13 @@ def counts_by_max(c: Circuits, q: int) -> np.ndarray:
     inner_max = inner_max.reshape(-1)
     rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
-
-    count = np.zeros(v, np.int64)
     for outer in itertools.product(range(v), repeat=free - n_inner):
         base = g_query + sum((table[j, t] for j, t in enumerate(outer)), np.zeros(v))
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)
         right = block[target, rows]
         block[target, rows] = -np.inf
-        count += np.bincount(target[right > block.max(axis=0)], minlength=v)
-    return count
+        yield outer, right > block.max(axis=0)
 
 
 def prove(c: Circuits) -> Proof:
@@ -114,3 +114,32 @@ def prove(c: Circuits) -> Proof:
     claim fail there, never pass wrongly.
     """
     return Proof(strategy="brute", correct_count=correct_count(c))
+
+
+def correct_by_cell(c: Circuits, workers: int | None = None) -> np.ndarray:
+    """[q, m]: correct inputs by query token q and max token m (int64; float64 evaluation)."""
+    global _SHARED
+    v = c.config.d_vocab
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers == 1 or v < 8:
+        return np.stack([counts_by_max(c, q) for q in range(v)])
+    _SHARED = c
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        rows = list(pool.map(_counts_by_max_shared, range(v)))
+    _SHARED = None
+    return np.stack(rows)
+
+
+def _counts_by_max_shared(q: int) -> np.ndarray:
+    assert _SHARED is not None
+    return counts_by_max(_SHARED, q)
+
+
+def counts_by_max(c: Circuits, q: int) -> np.ndarray:
+    """[m]: correct inputs among the v^(K-1) whose last token is q, by their max token m."""
+    v, free = c.config.d_vocab, c.config.n_ctx - 1
+    top = np.full((v,) * free, q)
+    for axis in range(free):
+        top = np.maximum(top, np.arange(v).reshape([v if i == axis else 1 for i in range(free)]))
+    return np.bincount(top[correct_for_query(c, q)], minlength=v).astype(np.int64)
