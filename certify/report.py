@@ -131,30 +131,54 @@ def analyse_brute(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -
 
 
 def analyse_cubic(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -> Analysis:
+    v, k = c.config.d_vocab, c.config.n_ctx
+    proved = _lemma(doc, "lemmas", "proved", (v, v, k))
+    margin = _lemma(doc, "lemmas", "margin", (v, v, k))
+    covered = cubic_covered(proved, k)
+    return Analysis(covered.sum(axis=2), cubic_cases(c, proved, covered, margin))
+
+
+def cubic_covered(proved: np.ndarray, k: int) -> np.ndarray:
+    """[q, m, c] Python ints: inputs lemma (q, m, c) covers, C(K-1, c) N^c (c >= 1) or N."""
+    from certify.strategies.cubic import case_exists
+
+    v = len(proved)
+    n = np.where(case_exists(v, k), proved, 0).astype(object)
+    out = np.array([comb(k - 1, i) for i in range(k)], dtype=object) * n ** np.arange(k)
+    out[:, :, 0] = n[:, :, 0]
+    return out
+
+
+def case_sizes(v: int, k: int) -> np.ndarray:
+    """[q, m, c] Python ints: inputs of case (q, m, c): every candidate proved (m tokens, c >= 1;
+    the single input, c = 0)."""
+    every = np.broadcast_to(np.arange(v)[None, :, None], (v, v, k)).copy()
+    every[:, :, 0] = 1
+    return cubic_covered(every, k)
+
+
+def cubic_cases(
+    c: Circuits, proved: np.ndarray, covered: np.ndarray, margin: np.ndarray | None = None
+) -> list[Case]:
+    """The cases (q, m, c) that cover fewer than all their inputs, each split at its worst token
+    among those outside the lemma's N (the N tokens with the smallest bounds are taken as
+    proved: any N will do for the count)."""
     from certify.strategies import cubic
 
     v, k = c.config.d_vocab, c.config.n_ctx
-    exists = cubic.case_exists(v, k)
-    proved = np.where(exists, _lemma(doc, "lemmas", "proved", (v, v, k)), 0)
-    margin = _lemma(doc, "lemmas", "margin", (v, v, k))
-    cells = np.zeros((v, v), dtype=object)
+    sizes = case_sizes(v, k)
     tables = cubic._tables(c)
     cases = []
     for m in range(v):
         terms, bound = cubic_terms(m, c, tables)  # [term, q, c, t], [q, c, t]
         terms0, bound0 = cubic_terms_c0(m, c, tables)  # [term, q], [q]
-        for q, cc in zip(*np.nonzero(exists[:, m, :]), strict=True):
-            n = int(proved[q, m, cc])
-            cells[q, m] += comb(k - 1, cc) * n**cc if cc else n
-            inputs = comb(k - 1, cc) * m**cc if cc else 1
-            lost = inputs - (comb(k - 1, cc) * min(n, m) ** cc if cc else min(n, 1))
-            if lost <= 0:
-                continue
+        for q, cc in zip(*np.nonzero(sizes[:, m, :] > covered[:, m, :]), strict=True):
+            n, lost = int(proved[q, m, cc]), int(sizes[q, m, cc] - covered[q, m, cc])
             if cc == 0:
                 split, b, token, blame_of = terms0[:, q], bound0[q], None, [terms0[:, q]]
             else:
                 order = np.argsort(bound[q, cc, :m], kind="stable")
-                unproved = order[min(n, m) :]  # the tokens this lemma's N leaves out
+                unproved = order[max(min(n, m), 0) :]  # the tokens this lemma's N leaves out
                 token = int(order[-1])
                 split, b = terms[:, q, cc, token], bound[q, cc, token]
                 blame_of = [terms[:, q, cc, t] for t in unproved]
@@ -162,18 +186,18 @@ def analyse_cubic(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -
                 int(q),
                 m,
                 int(cc),
-                inputs,
+                int(sizes[q, m, cc]),
                 lost,
                 float(b),
                 dict(zip(TERMS[:5], split.tolist(), strict=True)),
                 _blame(blame_of, lost),
-                float(margin[q, m, cc]),
+                None if margin is None else float(margin[q, m, cc]),
                 token,
                 f"{n} of {m}" if cc else f"{n} of 1",
             )
             cases.append(case)
     _actual_cubic(cases, c)
-    return Analysis(cells, cases)
+    return cases
 
 
 def _blame(splits: list[np.ndarray], lost: int) -> dict[str, float]:
