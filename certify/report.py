@@ -320,6 +320,37 @@ def _actual_cubic(cases: list[Case], c: Circuits) -> None:
         case.actual = value
 
 
+def analyse_hybrid(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any) -> Analysis:
+    """Hybrid: cubic lemmas, the remainder of chosen cases enumerated. The certificate states
+    each case's correct inputs; an enumerated case loses only the model's own errors there (no
+    terms), the others are cubic lemmas whose N is the c-th root of their count."""
+    v, k = c.config.d_vocab, c.config.n_ctx
+    correct = _lemma(doc, "lemmas", "correct", (v, v, k)).astype(object)
+    enumerated = _lemma(doc, "lemmas", "enumerate", (v, v, k)) != 0
+    sizes = case_sizes(v, k)
+    proved = np.zeros((v, v, k), np.int64)
+    for q, m, cc in zip(*np.nonzero(~enumerated & (correct > 0)), strict=True):
+        proved[q, m, cc] = _root(int(correct[q, m, cc]) // comb(k - 1, cc), cc) if cc else 1
+    cases = cubic_cases(c, proved, np.where(enumerated, sizes, correct))
+    for q, m, cc in zip(*np.nonzero(enumerated & (sizes > correct)), strict=True):
+        lost = int(sizes[q, m, cc] - correct[q, m, cc])
+        case = Case(int(q), int(m), int(cc), int(sizes[q, m, cc]), lost, math.nan, {}, {})
+        case.proved_tokens = "enumerated"
+        cases.append(case)
+    note = "Enumerated cases have no error terms: their lost inputs are the model's errors."
+    return Analysis(correct.sum(axis=2), cases, [note])
+
+
+def _root(x: int, c: int) -> int:
+    """The largest n with n^c <= x (exact integers)."""
+    n = round(x ** (1 / c))
+    while n**c > x:
+        n -= 1
+    while (n + 1) ** c <= x:
+        n += 1
+    return n
+
+
 # --- sub-cubic ------------------------------------------------------------------------------
 
 
@@ -400,6 +431,7 @@ def _pstar(md: Any) -> np.ndarray:
 ANALYSERS: dict[str, Analyser] = {
     "brute": analyse_brute,
     "cubic": analyse_cubic,
+    "hybrid": analyse_hybrid,
     "subcubic": analyse_subcubic,
 }
 

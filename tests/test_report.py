@@ -199,12 +199,12 @@ def test_certificate_with_foreign_weights_is_reported_not_verified(tmp_path, cap
 
 def test_strategy_without_analyser_still_gets_a_verdict(tmp_path, capsys):
     def rename(doc):
-        doc["strategy"]["name"] = "hybrid"
+        doc["strategy"]["name"] = "quartic"
 
     cert = _tampered(tmp_path, rename)
     status, _, _ = run(capsys, "report", str(cert), "-o", str(tmp_path / "r"))
     page = (tmp_path / "r" / "index.html").read_text()
-    assert status == 1 and "No analysis for strategy hybrid" in page
+    assert status == 1 and "No analysis for strategy quartic" in page
 
 
 @pytest.mark.parametrize(
