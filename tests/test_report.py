@@ -78,9 +78,10 @@ def test_cells_sum_to_the_claim_exactly(cert):
     assert sum(int(x) for x in r.totals.ravel()) == v**k
     assert np.all(cells <= r.totals) and np.all(cells >= 0)
     assert sum(x.lost for x in r.analysis.cases) == v**k - claim
-    for case in r.analysis.cases:  # brute force has no error terms to blame
+    for case in r.analysis.cases:  # model errors (brute force, enumerated) have no terms
         blamed = sum(case.blame.values())
-        assert blamed == (0 if r.strategy == "brute" else pytest.approx(case.lost))
+        assert blamed == (pytest.approx(case.lost) if case.terms else 0)
+        assert case.terms or r.strategy in ("brute", "hybrid")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
