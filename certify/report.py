@@ -718,7 +718,8 @@ def _html(r: Report, figures: list[str], cases: list[Case]) -> str:
     ]
     if r.analysis is not None:
         covered = int(r.analysis.cells.sum())
-        rows.append(("inputs the lemmas cover (recounted here)", f"{covered:,} of {total:,}"))
+        label = "inputs the certificate covers (recounted from its lemmas)"
+        rows.append((label, f"{covered:,} of {total:,}"))
     if r.exact is not None:
         correct = int(r.exact.sum())
         rows.append(
