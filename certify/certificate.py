@@ -121,3 +121,30 @@ def provenance(model: str | Path) -> dict[str, Any]:
 
 def write(doc: dict[str, Any], path: str | Path) -> None:
     Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def decode_array(obj: dict[str, Any]) -> np.ndarray:
+    """The inverse of ``encode_array`` (prover side, untrusted use: shapes are not checked)."""
+    dtype = next(d for d, name in _DTYPES.items() if name == obj["dtype"])
+    raw = base64.b64decode(obj["data"], validate=True)
+    return np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(obj["shape"])
+
+
+def read(path: str | Path, max_bytes: int = 2**28) -> tuple[dict[str, Any], MaxOfKConfig, dict]:
+    """(document, config, float32 weights) of a certificate, for prover-side analysis only.
+
+    Nothing is verified here (not even the hash): that is the checker's job.
+    """
+    from certify.model import validate
+
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path}: larger than {max_bytes} bytes")
+    try:
+        doc = json.loads(data)
+        weights = {key: decode_array(a) for key, a in doc["model"]["weights"].items()}
+    except (KeyError, TypeError, StopIteration, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable certificate ({type(e).__name__}: {e})") from None
+    config, weights = validate(weights)
+    return doc, config, weights

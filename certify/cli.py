@@ -8,6 +8,7 @@ certify emit MODEL --strategy all [-o DIR]
 certify strategies [--names]
 certify sweep [--k 4] [--seeds paper|123,50] [--strategies all|cubic,...] [--db results.sqlite]
 certify plot results.sqlite [-o DIR]
+certify report CERT -o DIR
 """
 
 from __future__ import annotations
@@ -324,10 +325,11 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """Subcommands defined in their own modules (``sweep``, ``plot``)."""
-    from certify import plot, sweep
+    from certify import plot, report, sweep
 
     sweep.add_parser(sub)
     plot.add_parser(sub)
+    report.add_parser(sub)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -342,6 +344,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from certify.report import cmd_report as run
+
+    return run(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "convert": cmd_convert,
@@ -350,6 +358,7 @@ COMMANDS = {
     "strategies": cmd_strategies,
     "sweep": cmd_sweep,
     "plot": cmd_plot,
+    "report": cmd_report,
 }
 
 

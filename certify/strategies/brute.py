@@ -114,3 +114,32 @@ def prove(c: Circuits) -> Proof:
     claim fail there, never pass wrongly.
     """
     return Proof(strategy="brute", correct_count=correct_count(c))
+
+
+def correct_by_cell(c: Circuits, workers: int | None = None) -> np.ndarray:
+    """[q, m]: correct inputs by query token q and max token m (int64; float64 evaluation)."""
+    global _SHARED
+    v = c.config.d_vocab
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers == 1 or v < 8:
+        return np.stack([counts_by_max(c, q) for q in range(v)])
+    _SHARED = c
+    ctx = multiprocessing.get_context("fork")
+    with worker_pool(workers, ctx) as pool:  # Ctrl-C: no worker left behind
+        rows = list(pool.map(_counts_by_max_shared, range(v)))
+    _SHARED = None
+    return np.stack(rows)
+
+
+def _counts_by_max_shared(q: int) -> np.ndarray:
+    assert _SHARED is not None
+    return counts_by_max(_SHARED, q)
+
+
+def counts_by_max(c: Circuits, q: int) -> np.ndarray:
+    """[m]: correct inputs among the v^(K-1) whose last token is q, by their max token m."""
+    v, free = c.config.d_vocab, c.config.n_ctx - 1
+    top = np.full((v,) * free, q)
+    for axis in range(free):
+        top = np.maximum(top, np.arange(v).reshape([v if i == axis else 1 for i in range(free)]))
+    return np.bincount(top[correct_for_query(c, q)], minlength=v).astype(np.int64)
