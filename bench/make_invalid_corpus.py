@@ -272,8 +272,8 @@ def hybrid_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
         a[index] = value
         return with_lemma(doc, name, a)
 
-    raised = [edited("correct", tuple(i), correct[tuple(i)] + 1) for i in np.argwhere(enum == 1)]
-    dropped = [edited("enumerate", tuple(i), 0) for i in np.argwhere(enum == 1)]
+    raised = [edited("correct", tuple(i), correct[tuple(i)] + 1) for i in np.argwhere(enum > 0)]
+    dropped = [edited("enumerate", tuple(i), 0) for i in np.argwhere(enum > 0)]
     no_lemma = [edited("lemma", (m,), 0) for m in np.flatnonzero(lemma)[::-1]]
     claim = int(doc["claim"]["correct_count"])
     return [
@@ -285,8 +285,8 @@ def hybrid_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
          "switched off, their claims kept", first_rejected(no_lemma)),
         ("hybrid_claim_plus_one", 1, "claim.correct_count", f"hybrid: claim {claim + 1}, one "
          "more than the cases hold", dumps(set_at(doc, "claim/correct_count", str(claim + 1)))),
-        ("hybrid_enumerate_two", 2, "lemmas.enumerate", "hybrid: an enumerate flag of 2",
-         edited("enumerate", (0, 0, 0), 2)),
+        ("hybrid_enumerate_three", 2, "lemmas.enumerate", "hybrid: an enumerate flag of 3",
+         edited("enumerate", (0, 0, 0), 3)),
         ("hybrid_correct_float64", 2, "lemmas.correct", "hybrid: correct stored as float64",
          with_lemma(doc, "correct", correct.astype(np.float64))),
         ("hybrid_lemma_missing", 2, "lemmas.lemma", "hybrid: no lemma flags",

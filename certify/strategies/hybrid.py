@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from math import comb, prod
+from typing import NamedTuple
 
 import numpy as np
 
@@ -53,33 +54,32 @@ def prove(
     flops = FlopModel(config)
     inside, inside0 = lemma_tokens(c)
     covered = covered_counts(inside, inside0, k)
-    total, rem_size, rem_correct = case_stats(c, inside, inside0)
-    cost = remainder_flops(inside, inside0, k)
-    empty = remainder_flops(np.zeros_like(inside), np.zeros_like(inside0), k)
+    stats = case_stats(c, inside, inside0)
     if budget is None:
-        if rem_size.sum() > REMAINDER_LIMIT:
+        if stats[True].remainder.sum() > REMAINDER_LIMIT:
             raise ValueError(
-                f"hybrid: the unproved remainder ({rem_size.sum()} inputs) is too large to "
-                "enumerate in one check; use --budget F"
+                f"hybrid: the unproved remainder ({stats[True].remainder.sum()} inputs) is too "
+                "large to enumerate in one check; use --budget F"
             )
-        lemma, enumerate_ = np.ones(v, dtype=bool), rem_size > 0
+        lemma, level = np.ones(v, dtype=bool), np.where(stats[True].remainder > 0, 2, 0)
     else:
-        lemma, enumerate_ = choose(flops, budget, covered, total, rem_correct, cost, empty)
-    lemma_m = lemma[None, :, None]
-    correct = np.where(enumerate_, total, np.where(lemma_m, covered, 0)).astype(np.int64)
-    enumerated = np.where(lemma_m, rem_size, case_sizes(v, k))[enumerate_]
+        lemma, level = choose(flops, budget, covered, stats)
+    on = lemma[None, :, None]
+    pick = Stats(*(np.where(on, a, b) for a, b in zip(stats[True], stats[False], strict=True)))
+    base = np.where(on, covered, 0)
+    correct = np.select([level == 2, level == 1], [pick.correct, base + pick.passed], base)
     return Proof(
         strategy="hybrid",
         correct_count=int(correct.sum(dtype=object)),
         options={} if budget is None else {"budget": f"{budget:g}"},
         lemmas={
             "lemma": encode_array(lemma.astype(np.int64)),
-            "enumerate": encode_array(enumerate_.astype(np.int64)),
-            "correct": encode_array(correct),
+            "enumerate": encode_array(level.astype(np.int64)),
+            "correct": encode_array(correct.astype(np.int64)),
         },
         report={
-            "enumerated_inputs": int(enumerated.sum()),
-            "predicted_flops": flops.total(lemma, enumerate_, np.where(lemma_m, cost, empty)),
+            "enumerated_inputs": int(pick.remainder[level > 0].sum()),
+            "predicted_flops": flops.total(lemma, level, pick),
         },
     )
 
@@ -99,10 +99,20 @@ def covered_counts(inside: np.ndarray, inside0: np.ndarray, k: int) -> np.ndarra
     return out
 
 
-def case_stats(
-    c: Circuits, inside: np.ndarray, inside0: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """[q, m, c] int64: correct inputs, remainder inputs and correct remainder inputs."""
+class Stats(NamedTuple):
+    """Per case [q, m, c], in float64 (int64 counts): the case's correct inputs, its remainder
+    (inputs outside the lemma part), the correct ones among them, and those Lemma 5's cheap test
+    passes with room to spare (so the checker passes them too)."""
+
+    correct: np.ndarray
+    remainder: np.ndarray
+    remainder_correct: np.ndarray
+    passed: np.ndarray
+
+
+def case_stats(c: Circuits, inside: np.ndarray, inside0: np.ndarray) -> dict[bool, Stats]:
+    """``Stats`` with the lemma tokens (True) and with none, as for a max token whose lemmas are
+    not run (False), from one evaluation of every input."""
     global _SHARED
     v = c.config.d_vocab
     _SHARED = (c, inside, inside0)
@@ -111,29 +121,73 @@ def case_stats(
     with worker_pool(workers, ctx) as pool:  # Ctrl-C: no worker left behind
         rows = list(pool.map(_query_stats, range(v)))
     _SHARED = None
-    return tuple(np.stack([r[i] for r in rows]) for i in range(3))  # type: ignore[return-value]
+    correct, rem, rem_correct, passed, every, passed_all = (
+        np.stack([r[i] for r in rows]) for i in range(6)
+    )
+    return {
+        True: Stats(correct, rem, rem_correct, passed),
+        False: Stats(correct, every, correct, passed_all),
+    }
 
 
-def _query_stats(q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For query q, per (m, c): correct inputs, remainder inputs, correct remainder inputs."""
+def _query_stats(q: int) -> list[np.ndarray]:
+    """For query q, per (m, c): correct inputs, remainder, correct remainder, remainder passing
+    the cheap test, all inputs, all passing; a block of v^(K-2) inputs at a time."""
     assert _SHARED is not None
     c, inside, inside0 = _SHARED
     v, k = c.config.d_vocab, c.config.n_ctx
-    correct = correct_for_query(c, q).reshape(-1)
-    grid = np.indices((v,) * (k - 1), dtype=np.int16).reshape(k - 1, v ** (k - 1))
-    top = np.maximum(grid.max(axis=0, initial=0), q)
-    below = grid < top
-    n_below = below.sum(axis=0)
-    in_lemma = np.ones(len(top), dtype=bool)
-    for j in range(k - 1):
-        in_lemma &= ~below[j] | inside[q][top, n_below, grid[j]]
-    in_lemma = np.where(n_below == 0, inside0[q][top], in_lemma)
-    case = top.astype(np.int64) * k + n_below
-    rem = ~in_lemma
-    return tuple(
-        np.bincount(case[mask], minlength=v * k).reshape(v, k)
-        for mask in (correct, rem, rem & correct)
-    )  # type: ignore[return-value]
+    correct_all, n_free = correct_for_query(c, q).reshape(-1), k - 1
+    block = v ** max(n_free - 1, 0)
+    inner = np.indices((v,) * max(n_free - 1, 0), dtype=np.int16).reshape(-1, block)
+    tables = cheap_tables(c, q)
+    sums = [np.zeros(v * k, dtype=np.int64) for _ in range(6)]
+    for first in range(v if n_free else 1):
+        head = np.full((min(n_free, 1), block), first, np.int16)
+        grid, correct = (
+            np.concatenate([head, inner]),
+            correct_all[first * block : (first + 1) * block],
+        )
+        top = np.maximum(grid.max(axis=0, initial=0), q)
+        below = grid < top
+        n_below = below.sum(axis=0)
+        in_lemma = np.ones(len(top), dtype=bool)
+        for j in range(k - 1):
+            in_lemma &= ~below[j] | inside[q][top, n_below, grid[j]]
+        in_lemma = np.where(n_below == 0, inside0[q][top], in_lemma)
+        case = top.astype(np.int64) * k + n_below
+        rem, passed = ~in_lemma, cheap_test(tables, q, grid, top)
+        everything = np.ones(len(top), dtype=bool)
+        for total, mask in zip(
+            sums, (correct, rem, rem & correct, rem & passed, everything, passed), strict=True
+        ):
+            total += np.bincount(case[mask], minlength=v * k)
+    return [total.reshape(v, k) for total in sums]
+
+
+def cheap_tables(c: Circuits, q: int) -> tuple[np.ndarray, ...]:
+    """p_i[t, x] = w_i(t) (EVOU[t, x] + PVOU[i, x] + EU[q, x]) of query q, the argmax of each
+    row, its largest entry and the largest of the others."""
+    scores = (c.eqke[q][None, :] + c.eqkp[q, :, None]) / c.scale  # [K, v]
+    w = np.exp(scores - scores.max())
+    table = w[..., None] * (c.evou[None] + c.pvou[:, None, :] + c.eu[q])  # [K, t, x]
+    arg = table.argmax(axis=2)
+    rest = table.copy()
+    np.put_along_axis(rest, arg[:, :, None], -np.inf, axis=2)
+    return table, arg, table.max(axis=2), rest.max(axis=2)
+
+
+def cheap_test(
+    tables: tuple[np.ndarray, ...], q: int, grid: np.ndarray, top: np.ndarray
+) -> np.ndarray:
+    """Lemma 5 in float64, with a margin of 2^-30 of the terms' size: sum_i p_i[t_i, m] against
+    sum_i max_{x != m} p_i[t_i, x]."""
+    table, arg, first, second = tables
+    tokens = np.concatenate([grid, np.full((1, grid.shape[1]), q, dtype=grid.dtype)])
+    slot = np.arange(len(tokens))[:, None]
+    a = table[slot, tokens, top[None, :]].sum(axis=0)
+    wrong = np.where(arg[slot, tokens] == top[None, :], second[slot, tokens], first[slot, tokens])
+    b = wrong.sum(axis=0)
+    return a - b > 2.0**-30 * (np.abs(a) + np.abs(b))
 
 
 def block_flops(sizes: list[int], v: int, k: int) -> int:
@@ -149,21 +203,6 @@ def block_flops(sizes: list[int], v: int, k: int) -> int:
     n_in, n_outer = prod(inner), prod(loops)
     per_outer = (v * (len(loops) + n_in) if loops else 0) + v * n_in + 8 * n_in
     return v * (len(rest) - len(loops) + 1) + sum(cumulative) * (v + 1) + n_outer * per_outer
-
-
-def remainder_flops(inside: np.ndarray, inside0: np.ndarray, k: int) -> np.ndarray:
-    """[q, m, c]: the checker's FLOPs to enumerate the case's remainder (the sets P_r)."""
-    v = inside.shape[0]
-    n_inside = inside.sum(axis=3)
-    cost = np.zeros((v, v, k), dtype=np.int64)
-    exists = case_exists(v, k)
-    cost[:, :, 0] = np.where(exists[:, :, 0] & ~inside0, block_flops([1] * (k - 1), v, k), 0)
-    for q, m, cc in np.argwhere(exists[:, :, 1:]).tolist():
-        a = int(n_inside[q, m, cc + 1])
-        pieces = ([1] * (k - 2 - cc) + [a] * r + [m - a] + [m] * (cc - r) for r in range(cc + 1))
-        total = sum(block_flops(s, v, k) for s in pieces if min(s) > 0)
-        cost[q, m, cc + 1] = comb(k - 1, cc + 1) * total
-    return cost
 
 
 class FlopModel:
@@ -189,21 +228,34 @@ class FlopModel:
             for m in range(v)
         ]
         self.enum_tables = 2 * v * v + k * v + k * v * v
-        self.per_query = 14 * k * v * v
+        self.per_query = 14 * k * v * v  # the float tables p, H
+        self.per_max = 2 * k * v  # a and b of Lemma 5 for one (q, m)
+        self.cheap = 3 * k + 1  # Lemma 5, per input
+        self.full = k * v + 4  # Lemma 3, per input Lemma 5 leaves
 
     def brute(self) -> int:
         """A brute-force check: every query's full block enumeration."""
         full = block_flops([self.v] * (self.k - 1), self.v, self.k)
         return self.always + self.circuits + self.enum_tables + self.v * (self.per_query + full)
 
-    def total(self, lemma: np.ndarray, enumerate_: np.ndarray, cost: np.ndarray) -> int:
-        """A hybrid check running the lemmas at ``lemma`` and enumerating ``enumerate_``."""
-        out = self.always + (self.circuits if lemma.any() or enumerate_.any() else 0)
+    def cost(self, level: np.ndarray, stats: Stats) -> np.ndarray:
+        """[q, m, c]: the inputs' FLOPs of each case's remainder at that level (an upper bound:
+        the checker's lemma tokens and cheap test take in at least the prover's)."""
+        fails = stats.remainder - stats.passed
+        return np.where(level > 0, stats.remainder * self.cheap, 0) + np.where(
+            level == 2, fails * self.full, 0
+        )
+
+    def total(self, lemma: np.ndarray, level: np.ndarray, stats: Stats) -> int:
+        """A hybrid check running the lemmas at ``lemma`` and enumerating at ``level``."""
+        out = self.always + (self.circuits if lemma.any() or level.any() else 0)
         if lemma.any():
             out += self.lemma_tables + sum(self.lemma_at[m] for m in np.flatnonzero(lemma))
-        if enumerate_.any():
-            queries = np.flatnonzero(enumerate_.any(axis=(1, 2)))
-            out += self.enum_tables + len(queries) * self.per_query + int(cost[enumerate_].sum())
+        if level.any():
+            queries = int(level.any(axis=(1, 2)).sum())
+            out += self.enum_tables + queries * (self.per_query + 2 * self.k * self.v**2)
+            out += int(level.any(axis=2).sum()) * self.per_max
+            out += int(self.cost(level, stats).sum())
         return out
 
 
@@ -219,33 +271,35 @@ def feasible(config: MaxOfKConfig, name: str) -> bool:
 
 
 def choose(
-    flops: FlopModel,
-    budget: float,
-    covered: np.ndarray,
-    total: np.ndarray,
-    rem_correct: np.ndarray,
-    cost: np.ndarray,
-    empty: np.ndarray,
+    flops: FlopModel, budget: float, covered: np.ndarray, stats: dict[bool, Stats]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lemma max tokens, then enumerated cases, greedily by correct inputs per checker FLOP,
-    each taken if it (with the tables it needs first) fits in budget x brute force's FLOPs."""
-    left = budget * flops.brute() - flops.always - flops.circuits
-    if left < 0:
+    """Lemma max tokens, then remainders at level 1 (Lemma 5 only), then at level 2, greedily by
+    correct inputs per checker FLOP, each taken while the whole check (tables included) stays
+    within budget x brute force's FLOPs."""
+    limit = budget * flops.brute()
+    if limit < flops.always + flops.circuits:
         raise ValueError(f"--budget {budget:g} is below the cost of the circuits alone")
     gain = covered.sum(axis=(0, 2)).astype(np.float64)
     lemma = np.zeros(flops.v, dtype=bool)
+    level = np.zeros(covered.shape, dtype=np.int64)
     for m in np.argsort(-gain / np.array(flops.lemma_at), kind="stable").tolist():
-        extra = flops.lemma_at[m] + (0 if lemma.any() else flops.lemma_tables)
-        if gain[m] > 0 and extra <= left:
-            lemma[m], left = True, left - extra
-    lemma_m = lemma[None, :, None]
-    gain, cost = np.where(lemma_m, rem_correct, total), np.where(lemma_m, cost, empty)
-    enumerate_ = np.zeros(gain.shape, dtype=bool)
-    useful = np.argwhere(gain > 0)
-    ratio = gain[tuple(useful.T)] / np.maximum(cost[tuple(useful.T)], 1)
-    for q, m, c in useful[np.argsort(-ratio, kind="stable")].tolist():
-        extra = int(cost[q, m, c]) + (0 if enumerate_[q].any() else flops.per_query)
-        extra += 0 if enumerate_.any() else flops.enum_tables
-        if extra <= left:
-            enumerate_[q, m, c], left = True, left - extra
-    return lemma, enumerate_
+        trial = lemma.copy()
+        trial[m] = True
+        if gain[m] > 0 and flops.total(trial, level, stats[True]) <= limit:
+            lemma = trial
+    on = lemma[None, :, None]
+    pick = Stats(*(np.where(on, a, b) for a, b in zip(stats[True], stats[False], strict=True)))
+    used = flops.total(lemma, level, pick) + (0 if lemma.any() else flops.circuits)
+    for target, gains in ((1, pick.passed), (2, pick.remainder_correct)):
+        base = flops.cost(level, pick)
+        trial_level = np.full_like(level, target)
+        extra = flops.cost(trial_level, pick) - base  # the inputs' FLOPs of raising each case
+        useful = np.argwhere((gains > 0) & (level < target))
+        ratio = gains[tuple(useful.T)] / np.maximum(extra[tuple(useful.T)], 1)
+        for q, m, c in useful[np.argsort(-ratio, kind="stable")].tolist():
+            more = int(extra[q, m, c]) + flops.per_max * (not level[q, m].any())
+            more += (flops.per_query + 2 * flops.k * flops.v**2) * (not level[q].any())
+            more += flops.enum_tables * (not level.any())
+            if used + more <= limit:
+                level[q, m, c], used = target, used + more
+    return lemma, level

@@ -239,6 +239,55 @@ def count_block(
     return count, flops, undecided
 
 
+def top_two(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per position and token: the largest entry of p_i[t, :], where it is, and the largest of
+    the others (exact float comparisons), so max_{x != m} p_i[t, x] costs one choice per m."""
+    arg = table.argmax(axis=2)
+    first = np.take_along_axis(table, arg[:, :, None], axis=2)[:, :, 0]
+    rest = table.copy()
+    np.put_along_axis(rest, arg[:, :, None], -np.inf, axis=2)
+    return arg, first, rest.max(axis=2)
+
+
+def count_known_max(
+    T: Tables,
+    q: int,
+    m: int,
+    tables: tuple[np.ndarray, ...],
+    tokens: np.ndarray,
+    full: np.ndarray,
+    work: Work,
+) -> tuple[np.ndarray, int, int]:
+    """(correct [n], FLOPs, undecided) for the inputs (tokens[:, j] .., q), all of max m, with
+    tables = (p, H, top_two(p)) of query q.
+
+    Lemma 5 first, at 3K + 1 FLOPs an input: with a_i[t] = p_i[t, m] and b_i[t] =
+    max_{x != m} p_i[t, x], r = fl(fl(sum a) - fl(sum b)) > E = fl(theta S + zeta) proves it
+    correct. The rest, where ``full`` is set, are evaluated in full (Lemma 3, rows gathered)
+    and settled exactly if undecided (Lemma 4); elsewhere they are not counted."""
+    table, mag, (arg, first, second) = tables
+    v, k, n = T.v, T.k, tokens.shape[1]
+    slot = np.arange(k - 1)[:, None]
+    a, b = table[:, :, m], np.where(arg == m, second, first)  # [K, v]
+    margin = a[k - 1, q] + a[slot, tokens].sum(axis=0) - (b[k - 1, q] + b[slot, tokens].sum(axis=0))
+    bound = T.theta * (mag[k - 1, q] + mag[slot, tokens].sum(axis=0)) + T.zeta
+    correct = margin > bound
+    fail = np.flatnonzero(~correct & full)
+    undecided = 0
+    for part in np.array_split(fail, len(fail) // 2**14 + 1):
+        work.tick()
+        rows = table[k - 1, q] + table[slot, tokens[:, part]].sum(axis=0)  # fl(L[x]) [n, v]
+        right = rows[:, m].copy()
+        rows[:, m] = -np.inf
+        decided = right - rows.max(axis=1)
+        correct[part] = decided > bound[part]
+        for i in np.flatnonzero(np.abs(decided) <= bound[part]):
+            undecided += 1
+            close = np.flatnonzero(right[i] - rows[i] <= bound[part[i]]).tolist()
+            correct[part[i]] = settle(T, (*tokens[:, part[i]].tolist(), q), close)
+    return correct, 2 * k * v + n * (3 * k + 1) + len(fail) * (k * v + 4), undecided
+
+
 def settle(T: Tables, seq: tuple[int, ...], close: list[int]) -> bool:
     """Exactly: is L[m] > L[x] for each x in ``close`` (Lemma 4)? Undecidable -> not counted."""
     q, m = seq[-1], max(seq)

@@ -30,15 +30,16 @@ every case "covered" and "enumerated" are complementary, and since the checker d
 from its own A (the certificate lists cases, never inputs), no input is counted twice or
 skipped, whatever the certificate says.
 
-Enumeration. Each P_r (for each J) is a product of slot sets, evaluated by the brute-force
-rule's sound machinery (``brute.count_block``: the float filter with its proven error bound,
-exact settlement of undecided inputs, ties wrong). An enumerated case therefore counts exactly
-its correct inputs; with every case that has a remainder enumerated, the count is the exact
-accuracy.
+Enumeration. The inputs of every P_r (for each J) of one (q, m) are settled in one batch by the
+brute-force rule's sound machinery (``brute.count_known_max``: the cheap test of Lemma 5, then,
+at level 2, the float filter with its proven error bound and exact settlement of undecided
+inputs, ties wrong). A case enumerated at level 2 therefore counts exactly its correct inputs;
+with every case that has a remainder so enumerated, the count is the exact accuracy.
 
 Certificate. lemmas.lemma[m] (0/1): the max tokens whose lemmas are evaluated (elsewhere A is
-empty and the whole case is remainder); lemmas.enumerate[q, m, c] (0/1): the cases whose
-remainder is enumerated (a prover under a FLOP budget runs only some of either);
+empty and the whole case is remainder); lemmas.enumerate[q, m, c] (0/1/2): the cases whose
+remainder is enumerated, 1 with the cheap test of Lemma 5 only, 2 also settling the inputs it
+leaves (a prover under a FLOP budget runs only some lemmas and remainders);
 lemmas.correct[q, m, c]: the claimed correct inputs of each case. The rule rejects the first
 case whose sound count is below its claim.
 """
@@ -57,8 +58,8 @@ from checker.format import Certificate, Config, FormatError, decode_array, field
 from checker.rules import RuleResult, brute, cubic
 from checker.rules.brute import Tables
 
-Slots = list[np.ndarray]
-_PLAN: dict[int, list[tuple[int, int, list[Slots]]]] = {}  # q -> (m, c, blocks); for workers
+Plan = dict[int, list[tuple[int, int, int, np.ndarray]]]  # q -> [(m, c, level, lemma tokens A)]
+_PLAN: Plan = {}  # for the workers
 _TABLES: Tables | None = None
 _WORK: Work | None = None
 
@@ -107,15 +108,15 @@ def check(cert: Certificate, work: Work) -> RuleResult:
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, ...]:
-    """``lemma`` [m], ``enumerate`` [q, m, c] (both 0/1) and ``correct`` [q, m, c] (claims),
+    """``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2) and ``correct`` [q, m, c] (claims),
     int64, shapes and ranges checked."""
     arrays = []
     for key, shape in (("lemma", (v,)), ("enumerate", (v, v, k)), ("correct", (v, v, k))):
         a = decode_array(field(cert.lemmas, key, dict, "lemmas."), f"lemmas.{key}", shape)
         if a.dtype != np.int64:
             raise FormatError(f"lemmas.{key}: must be int64")
-        if key != "correct" and np.any((a != 0) & (a != 1)):
-            raise FormatError(f"lemmas.{key}: entries must be 0 or 1")
+        if key != "correct" and np.any((a < 0) | (a > (2 if key == "enumerate" else 1))):
+            raise FormatError(f"lemmas.{key}: entries must be 0 or 1 (enumerate: 0, 1 or 2)")
         arrays.append(a)
     if np.any(arrays[2] < 0) or np.any(arrays[2] > case_sizes(v, k)):
         raise FormatError("lemmas.correct: a count is negative or exceeds its case's inputs")
@@ -131,14 +132,14 @@ def case_sizes(v: int, k: int) -> np.ndarray:
 
 def cover(
     cert: Certificate, w: Weights, lemma: np.ndarray, enumerate_: np.ndarray, work: Work
-) -> tuple[np.ndarray, dict[int, list[tuple[int, int, list[Slots]]]]]:
+) -> tuple[np.ndarray, Plan]:
     """The inputs the cubic lemmas cover per case, and per query the remainder blocks of the
     cases to enumerate (the partition of the module docstring)."""
     v, k = cert.config.d_vocab, cert.config.n_ctx
     tables = cubic.tables(cert, w, work) if lemma.any() else None
     exists = cubic.case_limits(v, k) > 0
     counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
-    plan: dict[int, list[tuple[int, int, list[Slots]]]] = {}
+    plan: Plan = {}
     for m in range(v):
         work.tick("hybrid: lemmas", m, v)
         ok, ok0 = np.zeros((v, k, m), dtype=bool), np.zeros(v, dtype=bool)
@@ -151,7 +152,7 @@ def cover(
             counts[q, m, c] = comb(k - 1, c) * len(inside) ** c if c else int(ok0[q])
             complete = len(inside) == m if c else bool(ok0[q])  # an empty remainder
             if enumerate_[q, m, c] and not complete:
-                plan.setdefault(q, []).append((m, c, remainder(m, c, k, inside)))
+                plan.setdefault(q, []).append((m, c, int(enumerate_[q, m, c]), inside))
     return counts, plan
 
 
@@ -180,35 +181,44 @@ def lemma_bounds(
     return h, tau, ok0
 
 
-def remainder(m: int, c: int, k: int, inside: np.ndarray) -> list[Slots]:
-    """The product sets P_r, for every placement J of the c tokens < m, as K-1 slot sets."""
+def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
+    """The inputs of the product sets P_r, for every placement J of the c tokens < m: their
+    K-1 non-query tokens as the columns of an int array [K-1, n]."""
     top = np.array([m])
     if c == 0:
-        return [[top] * (k - 1)]
+        return np.full((k - 1, 1), m)
     below, unproved = np.arange(m), np.ones(m, dtype=bool)
     unproved[inside] = False
     outside = np.flatnonzero(unproved)
-    blocks = []
+    blocks = [np.empty((k - 1, 0), dtype=np.int64)]
     for placement in itertools.combinations(range(k - 1), c):
         for r in range(c):
             slots = [top] * (k - 1)
             for i, j in enumerate(placement):
                 slots[j] = inside if i < r else outside if i == r else below
-            if all(len(s) for s in slots):
-                blocks.append(slots)
-    return blocks
+            blocks.append(np.stack(np.meshgrid(*slots, indexing="ij")).reshape(k - 1, -1))
+    return np.concatenate(blocks, axis=1)
 
 
 def settle_query(q: int) -> tuple[int, list[tuple[int, int, int, int]], int, int]:
-    """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainder blocks."""
+    """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainders: the
+    inputs of each max token m in one batch (``brute.count_known_max``)."""
     assert _TABLES is not None and _WORK is not None
     table, mag, flops = brute.query_tables(_TABLES, q)
+    tables = (table, mag, brute.top_two(table))
+    flops += 2 * table.size
     found, undecided = [], 0
-    for m, c, blocks in _PLAN[q]:
-        correct = size = 0
-        for slots in blocks:
-            n, f, u = brute.count_block(_TABLES, q, table, mag, slots, _WORK)
-            correct, size = correct + n, size + int(np.prod([len(s) for s in slots]))
-            flops, undecided = flops + f, undecided + u
-        found.append((m, c, correct, size))
+    for m in sorted({m for m, *_ in _PLAN[q]}):
+        cases = [
+            (c, level, remainder(m, c, _TABLES.k, inside))
+            for mm, c, level, inside in _PLAN[q]
+            if mm == m
+        ]
+        tokens = np.concatenate([t for _, _, t in cases], axis=1)
+        full = np.concatenate([np.full(t.shape[1], level == 2) for _, level, t in cases])
+        correct, f, u = brute.count_known_max(_TABLES, q, m, tables, tokens, full, _WORK)
+        flops, undecided = flops + f, undecided + u
+        ends = np.cumsum([t.shape[1] for _, _, t in cases])
+        for (c, _, t), end in zip(cases, ends, strict=True):
+            found.append((m, c, int(correct[end - t.shape[1] : end].sum()), t.shape[1]))
     return q, found, flops, undecided
