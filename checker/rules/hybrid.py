@@ -196,7 +196,8 @@ def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
             slots = [top] * (k - 1)
             for i, j in enumerate(placement):
                 slots[j] = inside if i < r else outside if i == r else below
-            blocks.append(np.stack(np.meshgrid(*slots, indexing="ij")).reshape(k - 1, -1))
+            index = np.indices([len(s) for s in slots]).reshape(k - 1, -1)
+            blocks.append(np.stack([s[i] for s, i in zip(slots, index, strict=True)]))
     return np.concatenate(blocks, axis=1)
 
 
