@@ -13,6 +13,7 @@ verdict: anything unexpected is reported as an error (exit 2), never as verified
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 
 from checker.cost import TimeLimitExceeded, Work
 from checker.format import DEFAULT_MAX_BYTES, Certificate, FormatError, parse, weights_sha256
+from checker.shard import check_shard, combine, parse_shard, shard_line
 
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
 
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--json", action="store_true", help="print one result object on stdout")
     v.add_argument("--time-limit", type=_positive(float), default=None, metavar="S")
     v.add_argument("--max-bytes", type=_positive(int), default=DEFAULT_MAX_BYTES, metavar="N")
+    v.add_argument("--shard", type=parse_shard, metavar="I/N", help="check shard I of N only")
+    c = sub.add_parser("combine", help="add up the results of 'verify --shard I/N --json'")
+    c.add_argument("results", nargs="+")
+    c.add_argument("--json", action="store_true", help="print one result object on stdout")
     sub.add_parser("schema", help="print the certificate JSON Schema")
     sub.add_parser("selftest", help="check the floating-point environment and the arithmetic")
     args = parser.parse_args(argv)
@@ -65,17 +71,12 @@ def verify(args: argparse.Namespace) -> int:
     keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
     result = {"verdict": "error", **dict.fromkeys((*keys, "total", "bound", "bound_decimal"))}
     result["failed_claim"] = None
-    work = Work(args.time_limit, progress=sys.stderr.isatty())
+    work = Work(getattr(args, "time_limit", None), progress=sys.stderr.isatty())
     status = UNUSABLE
     try:
         if problem := environment_problem() or arithmetic_problem():
             raise FormatError(f"unsafe floating-point environment: {problem}")
-        cert = _read(args)
-        work.tick()
-        c = cert.config
-        result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
-        result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
-        status = _check(cert, work, result)
+        status = (combine if args.command == "combine" else _verify_cert)(args, work, result)
     except FormatError as e:
         result["failed_claim"] = str(e)
     except TimeLimitExceeded as e:
@@ -92,6 +93,16 @@ def verify(args: argparse.Namespace) -> int:
     return status
 
 
+def _verify_cert(args: argparse.Namespace, work: Work, result: dict[str, Any]) -> int:
+    cert = _read(args)
+    work.tick()
+    c = cert.config
+    result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
+    result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
+    result["certificate_sha256"] = args.cert_sha256
+    return _check(cert, work, result, args.shard)
+
+
 def _read(args: argparse.Namespace) -> Certificate:
     try:
         with open(args.cert, "rb") as f:
@@ -99,6 +110,7 @@ def _read(args: argparse.Namespace) -> Certificate:
     except OSError as e:
         raise FormatError(f"{args.cert}: cannot read ({e.strerror})") from None
     cert = parse(data, args.max_bytes)
+    args.cert_sha256 = hashlib.sha256(data).hexdigest()  # names the certificate in shard results
     if args.model:
         from checker.safetensors import read_weights
 
@@ -107,24 +119,27 @@ def _read(args: argparse.Namespace) -> Certificate:
     return cert
 
 
-def _check(cert: Certificate, work: Work, result: dict[str, Any]) -> int:
+def _check(cert: Certificate, work: Work, result: dict[str, Any], shard: Any = None) -> int:
     from checker.rules import rule_for
 
+    if shard:
+        return check_shard(cert, work, result, *shard)
     rule = rule_for(cert.strategy)
     if rule is None:
         raise FormatError(f"strategy.name: no rule for strategy {cert.strategy!r}")
     outcome = rule(cert, work)
     result.update(outcome.report, verified_count=str(outcome.verified_count))
-    failed = outcome.failed
-    if failed is None and outcome.verified_count < cert.claimed_count:
-        failed = (
-            f"claim.correct_count: claimed {cert.claimed_count} but only "
-            f"{outcome.verified_count} inputs were proved correct"
-        )
+    return conclude(result, outcome.failed, outcome.verified_count, cert.claimed_count, cert.total)
+
+
+def conclude(result: dict[str, Any], failed: str | None, got: int, claim: int, total: int) -> int:
+    """The verdict: verified iff no claim failed and ``got`` inputs proved reach the claim."""
+    if failed is None and got < claim:
+        failed = f"claim.correct_count: claimed {claim} but only {got} inputs were proved correct"
     if failed is not None:
         result.update(verdict="rejected", failed_claim=failed)
         return REJECTED
-    bound = Fraction(cert.claimed_count, cert.total)
+    bound = Fraction(claim, total)
     decimal = math.floor(bound * 10**6)  # rounded down: the decimal never overstates the bound
     result.update(
         verdict="verified",
@@ -144,6 +159,8 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
             f"{r['bound']} ≈ {r['bound_decimal']} ({r['strategy']}, "
             f"{r['verified_count']} proved, {r['flops']:,} FLOPs, {r['seconds']} s)"
         )
+    elif r["verdict"] == "shard":
+        line = shard_line(r)
     else:
         line = f"{'REJECTED' if r['verdict'] == 'rejected' else 'ERROR'}: {r['failed_claim']}"
     if as_json:

@@ -62,8 +62,8 @@ _TABLES: Tables | None = None  # inherited by forked workers
 _WORK: Work | None = None
 
 
-def check(cert: Certificate, work: Work) -> RuleResult:
-    """Count the inputs provably correct in exact real arithmetic (``claim.correct_count``)."""
+def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
+    """Count the inputs (in the shard ``inputs``, if given) provably correct in exact reals."""
     global _TABLES, _WORK
     w = Weights(cert, work)
     k, v = cert.config.n_ctx, cert.config.d_vocab
@@ -81,13 +81,17 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     _WORK = work
     count, undecided = 0, 0
     workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
-    queries = range(v - 1, -1, -1)  # large q first: their blocks are slowest
+    # Blocks: inputs differing only in the inner free positions; block q * per_q + (outer index)
+    size, per_q = v ** min(2, k - 1), v ** max(k - 3, 0)
+    first, stop = (0, v * per_q) if inputs is None else (inputs.start // size, inputs.stop // size)
+    pieces = [(q, max(first - q * per_q, 0), min(stop - q * per_q, per_q)) for q in range(v)]
+    pieces = [p for p in reversed(pieces) if p[1] < p[2]]  # large q first: slowest blocks
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     with pool:  # on an exception (time limit), queued queries stop at their first tick
-        for done, (n, flops, und) in enumerate(pool.map(count_query, queries), 1):
+        for done, (n, flops, und) in enumerate(pool.map(count_query, pieces), 1):
             count, undecided = count + n, undecided + und
             work.add(flops)
-            work.tick("brute force: query tokens", done, v)
+            work.tick("brute force: query tokens", done, len(pieces))
     _TABLES = _WORK = None
     report = {"unexplained_dims": v ** (k + 1), "undecided_inputs": undecided}
     return RuleResult(count, report=report)
@@ -135,8 +139,9 @@ def thresholds(k: int, w_max: Fraction, bmax: Fraction) -> tuple[float, float]:
     return float_above(theta), float_above(zeta)
 
 
-def count_query(q: int) -> tuple[int, int, int]:
-    """(correct inputs, FLOPs, undecided inputs) among the v^(K-1) inputs whose query is q."""
+def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(correct, FLOPs, undecided) among the inputs with query q in blocks lo..hi-1 (below)."""
+    q, lo, hi = piece
     T = _TABLES
     assert T is not None and _WORK is not None
     k, v, free = T.k, T.v, T.k - 1
@@ -160,7 +165,7 @@ def count_query(q: int) -> tuple[int, int, int]:
     rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
     count, undecided, n_outer = 0, 0, 0
-    for outer in itertools.product(range(v), repeat=free - n_inner):
+    for outer in itertools.islice(itertools.product(range(v), repeat=free - n_inner), lo, hi):
         _WORK.tick()
         n_outer += 1
         base, base_s = table[free, q].copy(), mag[free, q]
