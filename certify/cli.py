@@ -6,6 +6,7 @@ certify emit MODEL [--strategy NAME] [-o CERT]
 certify strategies
 certify sweep [--k 4] [--seeds paper|123,50] [--strategies all|cubic,...] [--db results.sqlite]
 certify plot results.sqlite [-o DIR]
+certify verify-sharded CERT [--shards N] [--dask ADDRESS | --workers W] [--out DIR]
 """
 
 from __future__ import annotations
@@ -189,10 +190,11 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """Subcommands defined in their own modules (``sweep``, ``plot``)."""
-    from certify import plot, sweep
+    from certify import plot, sharded, sweep
 
     sweep.add_parser(sub)
     plot.add_parser(sub)
+    sharded.add_parser(sub)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -207,6 +209,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_verify_sharded(args: argparse.Namespace) -> int:
+    from certify.sharded import cmd_verify_sharded as run
+
+    return run(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "accuracy": cmd_accuracy,
@@ -214,6 +222,7 @@ COMMANDS = {
     "strategies": cmd_strategies,
     "sweep": cmd_sweep,
     "plot": cmd_plot,
+    "verify-sharded": cmd_verify_sharded,
 }
 
 

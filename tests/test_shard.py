@@ -164,3 +164,20 @@ def test_only_sharded_strategies_take_a_shard(tmp_path: Path) -> None:
         with pytest.raises(SystemExit) as e:
             run_checker("verify", str(tmp_path / "c.json"), "--shard", bad)
         assert e.value.code == 2
+
+
+def test_verify_sharded_on_a_local_dask_cluster(model, tmp_path: Path) -> None:
+    """certify verify-sharded: shards on Dask workers (checker subprocesses), combined here;
+    a partial run leaves combine refusing, a second run with the rest completes it."""
+    pytest.importorskip("distributed")
+    from certify.sharded import summary, verify_sharded
+
+    doc = brute_doc(model)
+    cert = tmp_path / "c.json"
+    cert.write_bytes(dumps(doc))
+    runs, status, verdict = verify_sharded(cert, 3, tmp_path / "out", workers=1, only=[0, 2])
+    assert [r.index for r in runs] == [0, 2] and all(r.status == 0 for r in runs)
+    assert status == 2 and verdict == "ERROR: missing shard(s) 1 of 3"
+    runs, status, verdict = verify_sharded(cert, 3, tmp_path / "out", workers=1, only=[1])
+    assert status == 0 and verdict.startswith(f"VERIFIED: at least {doc['claim']['correct_count']}")
+    assert "| 1 | 3 |" in "\n".join(summary(runs, 3))

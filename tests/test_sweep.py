@@ -81,6 +81,8 @@ def test_seed_lists():
 def test_all_strategies_skips_infeasible_brute():
     assert "brute" in resolve_strategies("all", ModelSpec(4, 64, 32, 3000, 1))
     assert "brute" not in resolve_strategies("all", ModelSpec(5, 64, 32, 3000, 1))
+    assert "brute" in resolve_strategies("all,brute", ModelSpec(5, 64, 32, 3000, 1))
+    assert resolve_strategies("brute,cubic", ModelSpec(6, 64, 32, 3000, 1)) == ["cubic"]
     assert resolve_strategies("all", ModelSpec(4, 8, 8, 10, 1)) == strategy_names()
     with pytest.raises(ValueError, match="unknown strategy"):
         resolve_strategies("nonsense", ModelSpec(4, 8, 8, 10, 1))
