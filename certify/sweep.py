@@ -328,13 +328,15 @@ def run_sweep(
     if retry_errors:
         con.execute("DELETE FROM results WHERE verdict = 'error'")
         con.commit()
-    have_models, have_rows = stored_models(con), stored_results(con)
+    have_rows, stored = stored_results(con), stored_models(con)
+    # A model whose file is gone (a fresh checkout of a committed database) is retrained.
+    have_models = {spec: path for spec, path in stored.items() if Path(path).exists()}
     todo: dict[ModelSpec, list[str]] = {}
     stats = SweepStats()
     for spec, strategies in plan:
         missing = [s for s in strategies if (spec, s) not in have_rows]
         stats.skipped += len(strategies) - len(missing)
-        if missing or spec not in have_models:
+        if missing or spec not in stored:
             todo.setdefault(spec, []).extend(s for s in missing if s not in todo.get(spec, []))
     n_tasks = sum(len(s) for s in todo.values()) + sum(s not in have_models for s in todo)
     if not n_tasks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -161,6 +162,19 @@ def test_new_strategy_or_seed_runs_only_the_missing_rows(swept: Path, tmp_path: 
     assert first.ran == 1 + len(STRATEGIES)
     stats = run_sweep(PLAN, db, workers=1, progress=False)
     assert (stats.ran, stats.skipped) == (1 + len(STRATEGIES), len(STRATEGIES))
+    assert rows(db) == rows(swept)
+
+
+def test_a_committed_database_resumes_without_its_model_files(swept: Path, tmp_path: Path):
+    """A database copied without models/ (as committed in the repo): finished models are not
+    retrained, a model with missing rows is retrained and its rows added."""
+    db = tmp_path / "copy.sqlite"
+    shutil.copy(swept, db)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE models SET path = ?", (str(tmp_path / "gone.safetensors"),))
+        con.execute("DELETE FROM results WHERE seed = 2 AND strategy = 'cubic'")
+    stats = run_sweep(PLAN, db, workers=1, progress=False)
+    assert (stats.ran, stats.errors) == (2, 0)  # seed 2: its model, then cubic
     assert rows(db) == rows(swept)
 
 
