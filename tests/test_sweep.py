@@ -70,6 +70,14 @@ def test_estimate_interval_contains_exact_accuracy():
     assert full.low == pytest.approx(full.high, abs=1e-12)
 
 
+def test_estimate_runs_where_stratum_sizes_overflow_int64():
+    """K = 20 (the paper's largest): v^K > 2^63, so stratum sizes are floats; still a partition."""
+    table = strata(10, 20)
+    assert table.dtype == np.float64 and table[:, 4].sum() == pytest.approx(10.0**20, rel=1e-12)
+    est = estimate_accuracy(tiny_circuits(k=20, v=10, steps=30), samples_per_stratum=2)
+    assert 0 <= est.low <= est.accuracy <= est.high <= 1 and est.strata == len(table)
+
+
 # --- arguments and groups -------------------------------------------------------------------
 
 
