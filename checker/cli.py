@@ -1,8 +1,8 @@
 """checker: verify a compact-proofs certificate. Exit 0 verified, 1 rejected, 2 unusable input.
 
-    checker verify CERT [--model WEIGHTS.safetensors] [--json] [--time-limit S] [--max-bytes N]
-    checker schema
-    checker selftest
+    checker verify CERT [--model W] [--json] [--time-limit S] [--max-bytes N] [--shard I/N]
+    checker combine SHARD_RESULT.json... [--json]     (see checker/shard.py)
+    checker schema | checker selftest
 
 ``verify`` prints one line: the theorem it established, the first claim that failed, or why it
 could not decide (a malformed certificate, the time limit, a broken float environment). With
