@@ -62,6 +62,8 @@ def bench(model: Path, tmp: Path) -> None:
     certs = {"brute": brute_cert} | {s: emit(model, s, tmp) for s in strategies}
     results = {name: check(cert) for name, cert in certs.items()}  # checked back to back
     brute, brute_s = results["brute"]
+    if brute.get("verdict") != "verified":
+        raise RuntimeError(f"brute force: {brute.get('failed_claim')}")
     exact = Fraction(brute["bound"])
     print(f"\n**{model.stem}** (exact accuracy {floor6(brute['bound'])}, from the brute check)\n")
     print("| proof | verdict | bound | bound / exact | checker FLOPs | FLOPs / brute | "

@@ -9,6 +9,7 @@ certify strategies [--names]
 certify sweep [--k 4] [--seeds paper|123,50] [--strategies all|cubic,...] [--db results.sqlite]
 certify plot results.sqlite [-o DIR]
 certify report CERT -o DIR
+certify verify-sharded CERT [--shards N] [--dask ADDRESS | --workers W] [--out DIR]
 """
 
 from __future__ import annotations
@@ -325,11 +326,12 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """Subcommands defined in their own modules (``sweep``, ``plot``)."""
-    from certify import plot, report, sweep
+    from certify import plot, report, sharded, sweep
 
     sweep.add_parser(sub)
     plot.add_parser(sub)
     report.add_parser(sub)
+    sharded.add_parser(sub)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -350,6 +352,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def cmd_verify_sharded(args: argparse.Namespace) -> int:
+    from certify.sharded import cmd_verify_sharded as run
+
+    return run(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "convert": cmd_convert,
@@ -359,6 +367,7 @@ COMMANDS = {
     "sweep": cmd_sweep,
     "plot": cmd_plot,
     "report": cmd_report,
+    "verify-sharded": cmd_verify_sharded,
 }
 
 

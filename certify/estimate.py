@@ -38,7 +38,8 @@ class Estimate:
 
 
 def strata(v: int, k: int) -> np.ndarray:
-    """All strata as rows (m, q, n_m, j, size); the sizes sum to v^k."""
+    """All strata as rows (m, q, n_m, j, size); the sizes sum to v^k (int64, or float64 when
+    v^k does not fit in int64)."""
     n = k - 1
     rows = []
     for m in range(v):
@@ -50,7 +51,8 @@ def strata(v: int, k: int) -> np.ndarray:
                     rows.append((m, q, n_m, -1, choose))
                     continue
                 rows.extend((m, q, n_m, j, choose * ((j + 1) ** r - j**r)) for j in range(m))
-    return np.array(rows, dtype=np.int64).reshape(-1, 5)
+    exact = v**k < 2**63  # else (e.g. K = 20) sizes are floats; the other columns stay integral
+    return np.array(rows, dtype=np.int64 if exact else np.float64).reshape(-1, 5)
 
 
 def enumerate_stratum(m: int, q: int, n_m: int, j: int, k: int) -> np.ndarray:
@@ -77,7 +79,7 @@ def sample_strata(table: np.ndarray, k: int, count: int, rng: np.random.Generato
     on {0..j-1}. Returns rows of k tokens, stratum after stratum.
     """
     n = k - 1
-    rows = np.repeat(table[:, :4], count, axis=0)
+    rows = np.repeat(table[:, :4].astype(np.int64), count, axis=0)
     m, q, n_m, j = rows.T
     r = n - n_m
     seqs = np.repeat(m[:, None], k, axis=1)
@@ -106,6 +108,7 @@ def enumerate_strata(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     Strata sharing (n_m, j) differ only in m and q: one template per pair, with m and q filled in.
     """
     tokens, owner = [np.zeros((0, k), np.int64)], [np.zeros(0, np.int64)]
+    table = table[:, :4].astype(np.int64)
     for n_m, j in np.unique(table[:, 2:4], axis=0):
         rows = np.flatnonzero((table[:, 2] == n_m) & (table[:, 3] == j))
         template = enumerate_stratum(-1, -2, n_m, j, k)[None]  # -1 marks m, -2 marks q

@@ -50,7 +50,9 @@ PAPER_SEEDS = (
     26829, 26932, 27300, 27484, 27584, 27671, 27714, 28090, 28716, 28778, 29022, 29052, 29110,
     29195, 29565, 29725, 29726, 30371, 30463, 30684, 30899, 31308, 32103, 32374, 32382,
 )  # fmt: skip
-EXACT_LIMIT = 2 * 10**7  # v^K up to which accuracy is counted exactly and `brute` is in "all"
+EXACT_LIMIT = 2**30  # v^K up to which accuracy is counted exactly and `brute` may be asked for
+# (64^5 = 2^30: Max-of-5 is counted in about a minute per core; Max-of-6 is 64 times that)
+BRUTE_IN_ALL = 2**25  # v^K up to which "all" includes `brute` (its check costs ~2 counts more)
 SAMPLES_PER_STRATUM = {4: 50, 5: 30}  # the paper's; 10 for larger K
 
 MODEL_COLUMNS = (
@@ -100,7 +102,8 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def resolve_strategies(text: str, spec: ModelSpec) -> list[str]:
-    """Comma-separated names; "all" = every registered strategy (brute only when feasible)."""
+    """Comma-separated names; "all" = every registered strategy, brute only up to BRUTE_IN_ALL
+    inputs; an explicit "brute" is kept up to EXACT_LIMIT inputs and dropped above."""
     from certify.model import MaxOfKConfig
     from certify.strategies import strategy_names
     from certify.strategies.hybrid import feasible
@@ -113,9 +116,11 @@ def resolve_strategies(text: str, spec: ModelSpec) -> list[str]:
             names.extend(
                 n
                 for n in known
-                if (n != "brute" or spec.total <= EXACT_LIMIT)
+                if (n != "brute" or spec.total <= BRUTE_IN_ALL)
                 and (not n.startswith("hybrid") or feasible(config, n))
             )
+        elif name == "brute" and spec.total > EXACT_LIMIT:
+            continue
         elif name in known:
             names.append(name)
         else:
@@ -346,13 +351,15 @@ def run_sweep(
     if retry_errors:
         con.execute("DELETE FROM results WHERE verdict = 'error'")
         con.commit()
-    have_models, have_rows = stored_models(con), stored_results(con)
+    have_rows, stored = stored_results(con), stored_models(con)
+    # A model whose file is gone (a fresh checkout of a committed database) is retrained.
+    have_models = {spec: path for spec, path in stored.items() if Path(path).exists()}
     todo: dict[ModelSpec, list[str]] = {}
     stats = SweepStats()
     for spec, strategies in plan:
         missing = [s for s in strategies if (spec, s) not in have_rows]
         stats.skipped += len(strategies) - len(missing)
-        if missing or spec not in have_models:
+        if missing or spec not in stored:
             todo.setdefault(spec, []).extend(s for s in missing if s not in todo.get(spec, []))
     n_tasks = sum(len(s) for s in todo.values()) + sum(s not in have_models for s in todo)
     if not n_tasks:
@@ -388,8 +395,9 @@ def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, das
                 pending[pool.submit(model_task, spec, models_dir, samples)] = ("model", spec, None)
 
         # Models are started a few at a time, so that proofs of finished models run early.
-        unmodelled = [spec for spec in sorted(todo) if spec not in have_models]
-        for spec in sorted(todo):
+        # In plan order (seed-major across K), so a stopped sweep has every K at similar depth.
+        unmodelled = [spec for spec in todo if spec not in have_models]
+        for spec in todo:
             if spec in have_models:
                 submit_strategies(spec, have_models[spec])
         for _ in range(max(2, workers or os.cpu_count() or 1)):
@@ -482,8 +490,8 @@ def cmd_sweep(args) -> int:
     ks = [int(x) for arg in (args.k or ["4"]) for x in arg.split(",") if x]
     specs = [
         ModelSpec(k, args.d_vocab, args.d_model, args.steps, seed)
-        for k in ks
         for seed in parse_seeds(args.seeds)
+        for k in ks
     ]
     plan = [(spec, resolve_strategies(args.strategies, spec)) for spec in specs]
     stats = run_sweep(

@@ -1,7 +1,8 @@
 """checker: verify a compact-proofs certificate. Exit 0 verified, 1 rejected, 2 unusable input.
 
     checker verify CERT [--model WEIGHTS.safetensors] [--json] [--time-limit S] [--max-bytes N]
-                   [--max-memory N]
+                   [--max-memory N] [--shard I/N]
+    checker combine SHARD_RESULT.json... [--json]     (see checker/shard.py)
     checker hash MODEL.safetensors
     checker schema
     checker selftest
@@ -15,6 +16,7 @@ exception becomes a verdict: anything unexpected is an error (exit 2), never ver
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -26,6 +28,7 @@ from checker import __version__
 from checker.cost import DEFAULT_MAX_MEMORY, OverBudget, Work
 from checker.format import DEFAULT_MAX_BYTES, Certificate, FormatError, parse, weights_sha256
 from checker.guard import guarded
+from checker.shard import check_shard, combine, parse_shard, shard_line
 
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
 
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument(
         "--max-memory", type=_positive(int), default=DEFAULT_MAX_MEMORY, help="memory cap (bytes)"
     )
+    v.add_argument("--shard", type=parse_shard, metavar="I/N", help="check shard I of N only")
+    c = sub.add_parser("combine", help="add up the results of 'verify --shard I/N --json'")
+    c.add_argument("results", nargs="+", help="shard result JSON files")
+    c.add_argument("--json", action="store_true", help="print one result object on stdout")
     h = sub.add_parser("hash", help="print a .safetensors model's weights sha256")
     h.add_argument("model", help="model weights (.safetensors)")
     sub.add_parser("schema", help="print the certificate JSON Schema")
@@ -88,20 +95,14 @@ def verify(args: argparse.Namespace) -> int:
     keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
     keys += ("total", "bound", "bound_decimal", "failed_claim", "theorem", "untrusted_provenance")
     result = {"verdict": "error", "checker_version": __version__, **dict.fromkeys(keys)}
-    work = Work(args.time_limit, sys.stderr.isatty(), args.max_memory)
+    max_memory = getattr(args, "max_memory", DEFAULT_MAX_MEMORY)
+    work = Work(getattr(args, "time_limit", None), sys.stderr.isatty(), max_memory)
     status = UNUSABLE
     try:
         if problem := environment_problem() or arithmetic_problem():
             raise FormatError(f"unsafe floating-point environment: {problem}")
         with work.alarm():
-            cert = _read(args)
-            c = cert.config
-            result.update(strategy=cert.strategy, model_sha256=cert.model_sha256)
-            result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, total=str(cert.total))
-            result.update(claimed_count=str(cert.claimed_count))
-            result["untrusted_provenance"] = cert.provenance  # echoed as stated, never checked
-            other = _other_model(args.model, cert, result)
-            status = REJECTED if other else _check(cert, work, result)
+            status = (combine if args.command == "combine" else _verify_cert)(args, work, result)
     except FormatError as e:
         result["failed_claim"] = str(e)
     except OverBudget as e:
@@ -118,12 +119,25 @@ def verify(args: argparse.Namespace) -> int:
     return status
 
 
+def _verify_cert(args: argparse.Namespace, work: Work, result: dict[str, Any]) -> int:
+    cert = _read(args)
+    c = cert.config
+    result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
+    result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
+    result["certificate_sha256"] = args.cert_sha256
+    result["untrusted_provenance"] = cert.provenance  # echoed as stated, never checked
+    if _other_model(args.model, cert, result):
+        return REJECTED
+    return _check(cert, work, result, args.shard)
+
+
 def _read(args: argparse.Namespace) -> Certificate:
     try:
         with open(args.cert, "rb") as f:
             data = f.read(args.max_bytes + 1)  # never read more than the limit allows
     except OSError as e:
         raise FormatError(f"{args.cert!r}: cannot read ({e.strerror})") from None
+    args.cert_sha256 = hashlib.sha256(data).hexdigest()  # names the certificate in shard results
     return parse(data, args.max_bytes)
 
 
@@ -145,37 +159,40 @@ def _other_model(model: str | None, cert: Certificate, result: dict[str, Any]) -
     return True
 
 
-def _check(cert: Certificate, work: Work, result: dict[str, Any]) -> int:
+def _check(cert: Certificate, work: Work, result: dict[str, Any], shard: Any = None) -> int:
     from checker.rules import rule_for
 
+    if shard:
+        return check_shard(cert, work, result, *shard)
     rule = rule_for(cert.strategy)
     if rule is None:
         raise FormatError(f"strategy.name: no rule for strategy {cert.strategy!r}")
     work.admit(cert.strategy, cert.config)
     outcome = rule(cert, work)
     result.update(outcome.report, verified_count=str(outcome.verified_count))
-    failed = outcome.failed
-    if failed is None and outcome.verified_count < cert.claimed_count:
-        failed = (
-            f"claim.correct_count: claimed {cert.claimed_count} but only "
-            f"{outcome.verified_count} inputs were proved correct"
-        )
+    return conclude(result, outcome.failed, outcome.verified_count, cert.claimed_count, cert.total)
+
+
+def conclude(result: dict[str, Any], failed: str | None, got: int, claim: int, total: int) -> int:
+    """The verdict: verified iff no claim failed and ``got`` inputs proved reach the claim."""
+    if failed is None and got < claim:
+        failed = f"claim.correct_count: claimed {claim} but only {got} inputs were proved correct"
     if failed is not None:
         result.update(verdict="rejected", failed_claim=failed)
         return REJECTED
-    bound = Fraction(cert.claimed_count, cert.total)
+    bound = Fraction(claim, total)
     decimal = math.floor(bound * 10**6)  # rounded down: the decimal never overstates the bound
     result.update(
         verdict="verified",
         bound=f"{bound.numerator}/{bound.denominator}",
         bound_decimal=f"{decimal // 10**6}.{decimal % 10**6:06d}",
     )
-    c, k = cert.config, cert.config.n_ctx
+    v, k = result["d_vocab"], result["n_ctx"]
     result["theorem"] = (
-        f"at least {cert.claimed_count} of the {c.d_vocab}^{k} = {cert.total} inputs are "
-        f"classified correctly by the Max-of-{k} model (d_vocab {c.d_vocab}) with weights sha256 "
-        f"{cert.model_sha256}, that is, for each of them the last position's logit of the input's "
-        f"largest token, in exact real arithmetic, exceeds every other logit; accuracy >= {bound}"
+        f"at least {claim} of the {v}^{k} = {total} inputs are classified correctly by the "
+        f"Max-of-{k} model (d_vocab {v}) with weights sha256 {result['model_sha256']}, that is, "
+        f"for each of them the last position's logit of the input's largest token, in exact "
+        f"real arithmetic, exceeds every other logit; accuracy >= {bound}"
     )
     return VERIFIED
 
@@ -187,6 +204,8 @@ def _report(result: dict[str, Any], as_json: bool) -> None:
             f"VERIFIED: {r['theorem']} ≈ {r['bound_decimal']} ({r['strategy']}, "
             f"{r['verified_count']} proved, {r['flops']:,} FLOPs, {r['seconds']} s)"
         )
+    elif r["verdict"] == "shard":
+        line = shard_line(r)
     else:
         line = f"{'REJECTED' if r['verdict'] == 'rejected' else 'ERROR'}: {r['failed_claim']}"
     if as_json:

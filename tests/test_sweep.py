@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def test_estimate_interval_contains_exact_accuracy():
     assert full.low == pytest.approx(full.high, abs=1e-12)
 
 
+def test_estimate_runs_where_stratum_sizes_overflow_int64():
+    """K = 20 (the paper's largest): v^K > 2^63, so stratum sizes are floats; still a partition."""
+    table = strata(10, 20)
+    assert table.dtype == np.float64 and table[:, 4].sum() == pytest.approx(10.0**20, rel=1e-12)
+    est = estimate_accuracy(tiny_circuits(k=20, v=10, steps=30), samples_per_stratum=2)
+    assert 0 <= est.low <= est.accuracy <= est.high <= 1 and est.strata == len(table)
+
+
 # --- arguments and groups -------------------------------------------------------------------
 
 
@@ -81,6 +90,8 @@ def test_seed_lists():
 def test_all_strategies_skips_infeasible_brute():
     assert "brute" in resolve_strategies("all", ModelSpec(4, 64, 32, 3000, 1))
     assert "brute" not in resolve_strategies("all", ModelSpec(5, 64, 32, 3000, 1))
+    assert "brute" in resolve_strategies("all,brute", ModelSpec(5, 64, 32, 3000, 1))
+    assert resolve_strategies("brute,cubic", ModelSpec(6, 64, 32, 3000, 1)) == ["cubic"]
     small = resolve_strategies("all", ModelSpec(4, 8, 8, 10, 1))
     assert small == [n for n in strategy_names() if not n.startswith("hybrid:")]  # too small
     assert "hybrid:0.001" in resolve_strategies("all", ModelSpec(4, 64, 32, 3000, 1))
@@ -162,6 +173,19 @@ def test_new_strategy_or_seed_runs_only_the_missing_rows(swept: Path, tmp_path: 
     assert first.ran == 1 + len(STRATEGIES)
     stats = run_sweep(PLAN, db, workers=1, progress=False)
     assert (stats.ran, stats.skipped) == (1 + len(STRATEGIES), len(STRATEGIES))
+    assert rows(db) == rows(swept)
+
+
+def test_a_committed_database_resumes_without_its_model_files(swept: Path, tmp_path: Path):
+    """A database copied without models/ (as committed in the repo): finished models are not
+    retrained, a model with missing rows is retrained and its rows added."""
+    db = tmp_path / "copy.sqlite"
+    shutil.copy(swept, db)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE models SET path = ?", (str(tmp_path / "gone.safetensors"),))
+        con.execute("DELETE FROM results WHERE seed = 2 AND strategy = 'cubic'")
+    stats = run_sweep(PLAN, db, workers=1, progress=False)
+    assert (stats.ran, stats.errors) == (2, 0)  # seed 2: its model, then cubic
     assert rows(db) == rows(swept)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from math import comb, prod
+from math import comb
 from typing import NamedTuple
 
 import numpy as np
@@ -190,21 +190,6 @@ def cheap_test(
     return a - b > 2.0**-30 * (np.abs(a) + np.abs(b))
 
 
-def block_flops(sizes: list[int], v: int, k: int) -> int:
-    """The checker's FLOPs for one product block of slot-set sizes (brute.count_block): the
-    inner block of the two largest sets with the query and single-token rows folded in, then
-    per choice of the other slots an add (if any), a max and the decision."""
-    free = k - 1
-    n_inner = min(2, free)
-    order = sorted(sizes)
-    inner, rest = order[free - n_inner :], order[: free - n_inner]
-    loops = [s for s in rest if s > 1]
-    cumulative = [prod(inner[: i + 1]) for i in range(len(inner))]
-    n_in, n_outer = prod(inner), prod(loops)
-    per_outer = (v * (len(loops) + n_in) if loops else 0) + v * n_in + 8 * n_in
-    return v * (len(rest) - len(loops) + 1) + sum(cumulative) * (v + 1) + n_outer * per_outer
-
-
 class FlopModel:
     """The FLOPs the checker counts for a hybrid certificate, term by term (checker/circuits.py,
     rules/cubic.py, rules/hybrid.py, rules/brute.py); tests compare it with the checker's count,
@@ -234,9 +219,12 @@ class FlopModel:
         self.full = k * v + 4  # Lemma 3, per input Lemma 5 leaves
 
     def brute(self) -> int:
-        """A brute-force check: every query's full block enumeration."""
-        full = block_flops([self.v] * (self.k - 1), self.v, self.k)
-        return self.always + self.circuits + self.enum_tables + self.v * (self.per_query + full)
+        """A brute-force check: per query, blocks of v^n inputs (n = min(2, K-1) inner
+        positions), one for each choice of the other v^(K-1-n)."""
+        v, k = self.v, self.k
+        n = v ** min(2, k - 1)
+        blocks = v ** (k - 1) // n * (k * v + 2 * v * n + 8 * n)
+        return self.always + self.circuits + self.enum_tables + v * (self.per_query + blocks)
 
     def cost(self, level: np.ndarray, stats: Stats) -> np.ndarray:
         """[q, m, c]: the inputs' FLOPs of each case's remainder at that level (an upper bound:

@@ -1,7 +1,7 @@
 """One rule per strategy, each behind the same interface.
 
-``check(cert, work) -> RuleResult``: re-derive every claimed intermediate bound from the weights
-and the witnesses, soundly, and return the number of inputs the rule itself proved correct.
+``check(cert, work[, inputs]) -> RuleResult``: re-derive every claimed bound from the weights and
+witnesses, soundly; return the number of inputs (in the shard ``inputs``: checker/shard.py) proved.
 A rule returns ``failed`` (one line naming the first claim that does not hold) instead of
 raising; ``FormatError`` is for malformed witnesses/lemmas (exit 2).
 """

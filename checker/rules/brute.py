@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import flint
 import numpy as np
@@ -76,18 +76,22 @@ def cost(c: Config) -> Cost:
 ESTIMATES["brute"] = cost
 
 
-def check(cert: Certificate, work: Work) -> RuleResult:
-    """Count the inputs provably correct in exact real arithmetic (``claim.correct_count``)."""
+def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
+    """Count the inputs (in the shard ``inputs``, if given) provably correct in exact reals."""
     global _TABLES, _WORK
     _TABLES, _WORK = tables(cert, Weights(cert, work), work), work
-    count, undecided, v = 0, 0, cert.config.d_vocab
-    queries = range(v - 1, -1, -1)  # large q first: their blocks are slowest
-    for done, (n, flops, und) in enumerate(map_queries(count_query, queries, v), 1):
+    count, undecided, v, k = 0, 0, cert.config.d_vocab, cert.config.n_ctx
+    # Blocks: inputs differing only in the inner free positions; block q * per_q + (outer index)
+    size, per_q = v ** min(2, k - 1), v ** max(k - 3, 0)
+    first, stop = (0, v * per_q) if inputs is None else (inputs.start // size, inputs.stop // size)
+    pieces = [(q, max(first - q * per_q, 0), min(stop - q * per_q, per_q)) for q in range(v)]
+    pieces = [p for p in reversed(pieces) if p[1] < p[2]]  # large q first: slowest blocks
+    for done, (n, flops, und) in enumerate(map_queries(count_query, pieces, v), 1):
         count, undecided = count + n, undecided + und
         work.add(flops)
-        work.tick("brute force: query tokens", done, v)
+        work.tick("brute force: query tokens", done, len(pieces))
     _TABLES = _WORK = None
-    report = {"unexplained_dims": v ** (cert.config.n_ctx + 1), "undecided_inputs": undecided}
+    report = {"unexplained_dims": v ** (k + 1), "undecided_inputs": undecided}
     return RuleResult(count, report=report)
 
 
@@ -107,7 +111,7 @@ def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     return Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
 
 
-def map_queries(task: Callable[[int], R], queries: Sequence[int], v: int) -> Iterator[R]:
+def map_queries(task: Callable[[Any], R], queries: Sequence[Any], v: int) -> Iterator[R]:
     """task(q) for each query token, in forked worker processes that inherit the tables; on an
     exception (time limit) queued queries stop at their first tick."""
     workers = min(os.cpu_count() or 1, 8) if v >= 8 and len(queries) > 1 else 1
@@ -157,14 +161,47 @@ def thresholds(k: int, w_max: Fraction, bmax: Fraction) -> tuple[float, float]:
     return float_above(theta), float_above(zeta)
 
 
-def count_query(q: int) -> tuple[int, int, int]:
-    """(correct inputs, FLOPs, undecided inputs) among the v^(K-1) inputs whose query is q."""
+def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(correct, FLOPs, undecided) among the inputs with query q in blocks lo..hi-1 (check)."""
+    q, lo, hi = piece
     T = _TABLES
     assert T is not None and _WORK is not None
+    k, v, free = T.k, T.v, T.k - 1
     table, mag, flops = query_tables(T, q)
-    everything = [np.arange(T.v)] * (T.k - 1)
-    count, more, undecided = count_block(T, q, table, mag, everything, _WORK)
-    return count, flops + more, undecided
+    n_inner = min(2, free)
+    inner, inner_s = np.zeros((1,) * n_inner + (v,)), np.zeros((1,) * n_inner)
+    inner_max = np.full((1,) * n_inner, q)
+    for axis, j in enumerate(range(free - n_inner, free)):
+        shape = [1] * n_inner
+        shape[axis] = v
+        inner = inner + table[j].reshape(*shape, v)
+        inner_s = inner_s + mag[j].reshape(shape)
+        inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
+    inner_shape = inner_s.shape
+    inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
+    inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)
+    rows = np.arange(len(inner_max))
+    block = np.empty_like(inner)
+    count, undecided, n_outer = 0, 0, 0
+    for outer in itertools.islice(itertools.product(range(v), repeat=free - n_inner), lo, hi):
+        _WORK.tick()
+        n_outer += 1
+        base, base_s = table[free, q].copy(), mag[free, q]
+        for j, t in enumerate(outer):
+            base, base_s = base + table[j, t], base_s + mag[j, t]
+        target = np.maximum(inner_max, max(outer, default=q))
+        np.add(inner, base[:, None], out=block)  # fl(L[x]) of every input in this block
+        right = block[target, rows]
+        block[target, rows] = -np.inf
+        margin = right - block.max(axis=0)  # fl(L[m] - max_{x != m} L[x])
+        bound = T.theta * (inner_s + base_s) + T.zeta  # E = fl(theta S + zeta)
+        count += int(np.count_nonzero(margin > bound))
+        for row in np.flatnonzero(np.abs(margin) <= bound):
+            undecided += 1
+            seq = (*outer, *(int(t) for t in np.unravel_index(row, inner_shape)), q)
+            close = np.flatnonzero(right[row] - block[:, row] <= bound[row])
+            count += settle(T, seq, [int(x) for x in close])
+    return count, flops + n_outer * (k * v + 2 * v * len(rows) + 8 * len(rows)), undecided
 
 
 def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -175,68 +212,6 @@ def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, int]:
     bmag = up(up(np.abs(T.evou)[None] + np.abs(T.pvou)[:, None, :]) + np.abs(T.eu[q]))
     mag = up(weight * bmag.max(axis=2))
     return weight[:, :, None] * raw, mag, 14 * T.k * T.v * T.v
-
-
-def count_block(
-    T: Tables, q: int, table: np.ndarray, mag: np.ndarray, slots: list[np.ndarray], work: Work
-) -> tuple[int, int, int]:
-    """(correct, FLOPs, undecided) among the inputs with query q and t_i in slots[i], i < K-1.
-
-    The input set is the product of the slot sets. The query row, the rows of single-token
-    slots and the two largest sets form an inner block, summed once; every choice of the other
-    slots adds its rows to it (Lemmas 2-3 hold for any summation order), then undecided inputs
-    are settled exactly (Lemma 4)."""
-    v, free = T.v, T.k - 1
-    order = sorted(range(free), key=lambda i: len(slots[i]))
-    n_inner = min(2, free)
-    inner_pos, rest = order[free - n_inner :], order[: free - n_inner]
-    fixed = [j for j in rest if len(slots[j]) == 1]
-    loop_pos = [j for j in rest if len(slots[j]) > 1]
-    tokens = [int(slots[j][0]) for j in fixed]
-    inner = table[free, q] + table[fixed, tokens].sum(axis=0)
-    inner_s = np.full((1,) * n_inner, mag[free, q] + mag[fixed, tokens].sum())
-    inner_max = np.full((1,) * n_inner, max([q, *tokens]))
-    inner = inner.reshape((1,) * n_inner + (v,))
-    flops = v * (len(fixed) + 1)
-    for axis, j in enumerate(inner_pos):
-        shape = [1] * n_inner
-        shape[axis] = len(slots[j])
-        inner = inner + table[j, slots[j]].reshape(*shape, v)
-        inner_s = inner_s + mag[j, slots[j]].reshape(shape)
-        inner_max = np.maximum(inner_max, slots[j].reshape(shape))
-        flops += inner_s.size * (v + 1)
-    inner_shape = inner_s.shape
-    inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
-    inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)  # both full: every axis set
-    rows = np.arange(len(inner_max))
-    count, undecided, n_in = 0, 0, len(rows)
-    for outer in itertools.product(*(slots[j].tolist() for j in loop_pos)):
-        work.tick()
-        block, base_s = inner, 0.0  # one pass: the block may be overwritten
-        if loop_pos:
-            base = sum(table[j, t] for j, t in zip(loop_pos, outer, strict=True))
-            base_s = sum(mag[j, t] for j, t in zip(loop_pos, outer, strict=True))
-            block = inner + base[:, None]  # fl(L[x]) of every input in this block
-            flops += v * (len(loop_pos) + n_in)
-        target = np.maximum(inner_max, max(outer, default=0))
-        right = block[target, rows]
-        block[target, rows] = -np.inf
-        margin = right - block.max(axis=0)  # fl(L[m] - max_{x != m} L[x])
-        bound = T.theta * (inner_s + base_s) + T.zeta  # E = fl(theta S + zeta)
-        count += int(np.count_nonzero(margin > bound))
-        flops += v * n_in + 8 * n_in
-        for row in np.flatnonzero(np.abs(margin) <= bound):
-            undecided += 1
-            seq = [q] * T.k
-            for j in fixed:
-                seq[j] = int(slots[j][0])
-            for j, t in zip(loop_pos, outer, strict=True):
-                seq[j] = t
-            for j, i in zip(inner_pos, np.unravel_index(row, inner_shape), strict=True):
-                seq[j] = int(slots[j][i])
-            close = np.flatnonzero(right[row] - block[:, row] <= bound[row])
-            count += settle(T, tuple(seq), [int(x) for x in close])
-    return count, flops, undecided
 
 
 def top_two(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
