@@ -4,12 +4,15 @@ Cases (q, m, c) as in the cubic proof (docs/strategies.md, "Hybrid"). Per case, 
 - the lemma tokens A_p, whose cubic bound is below -2 delta (``cubic.lemma_tokens``): the
   checker, testing the same bound soundly at margin 0, finds at least these;
 - how many of the case's inputs are correct, from every input evaluated on the circuit tables as
-  brute force does, and how many of them lie outside the lemma part (the remainder);
-- the checker FLOPs of enumerating the remainder, by the block formula of the brute-force rule.
-Without a budget every case with a remainder is enumerated, so the checker counts exactly the
+  brute force does, how many lie outside the lemma part (the remainder), and how many of those
+  the cheap test of Lemma 5 passes with room to spare;
+- hence the checker FLOPs of the remainder at level 1 (Lemma 5 only) and level 2 (then the full
+  evaluation), by ``FlopModel``.
+Without a budget every case with a remainder is at level 2, so the checker counts exactly the
 exact accuracy (float64 may misjudge an input whose logits nearly tie; the checker does not).
-With budget F, the lemmas' max tokens and then the cases with the most correct remainder inputs
-per checker FLOP go first while the checker's total FLOPs stay <= F x the brute-force check's.
+With budget F, the lemmas' max tokens, then cases at level 1, then at level 2 go in order of
+correct inputs per checker FLOP while the checker's total FLOPs stay <= F x the brute-force
+check's.
 Nothing here is trusted: the checker derives its own lemma tokens, the partition and every
 enumerated input.
 """
