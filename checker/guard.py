@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
@@ -44,11 +45,20 @@ def worker_pool(workers: int, context: Any) -> Iterator[ProcessPoolExecutor]:
         try:
             yield pool
         except BaseException:
+            threading.excepthook = _quiet_manager_thread
             for pid in list(getattr(pool, "_processes", None) or ()):  # no public API before 3.14
                 for kill in (os.killpg, os.kill):  # os.kill: the worker may not lead a group yet
                     with suppress(ProcessLookupError, PermissionError):
                         kill(pid, signal.SIGKILL)
             raise
+
+
+def _quiet_manager_thread(args: Any) -> None:
+    """Once we kill the workers, the pool's manager thread may fail a future that leaving the
+    ``map`` generator already cancelled (InvalidStateError in terminate_broken, CPython < 3.12):
+    the command is leaving anyway, so that thread's errors are not shown."""
+    if type(args.thread).__name__ != "_ExecutorManagerThread":
+        threading.__excepthook__(args)
 
 
 def _worker_start() -> None:
