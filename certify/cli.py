@@ -181,9 +181,12 @@ def default_output(model: str, strategy: str) -> str:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from certify.strategies import strategy_names
+    from certify.strategies import DESCRIPTIONS, strategy_names
 
-    print("\n".join([*strategy_names(), "all"]))
+    print(
+        "\n".join(f"{n}  {DESCRIPTIONS[n]}" if n in DESCRIPTIONS else n for n in strategy_names())
+    )
+    print("all")
     return 0
 
 

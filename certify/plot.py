@@ -238,11 +238,11 @@ COLOURS = {
 
 
 def _plotted(rows: list[dict[str, Any]], x: str, y: str) -> list[dict[str, Any]]:
-    """Rows with both values; best-subcubic is left out (it repeats its best variant's point)."""
+    """Rows with both values; the best-* aliases are left out (each repeats a variant's point)."""
     return [
         r
         for r in rows
-        if r["strategy"] != "best-subcubic"
+        if not r["strategy"].startswith("best-")
         and r[x] is not None
         and r[y] is not None
         and r[x] > 0

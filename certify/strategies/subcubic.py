@@ -59,13 +59,7 @@ QUADRATIC_EPS = (
 )
 LOW_RANK_EPS = (*QUADRATIC_EPS, "svd", "max_diff", "mean+max_diff", "max_diff_subproduct")
 LOW_RANK_EPS += ("mean+max_diff_subproduct", "norm_subproduct")
-ALIASES = {
-    "best-subcubic": "the sub-cubic variant with the highest verified bound",
-    "best-lowrank": "the best variant forming no v×v product of inner dimension d (no exact "
-    "EQKE, EQKE error or EU)",
-    "best-quadratic": "the best variant whose checker cost grows at most as v² (no exact EU, "
-    "no v·d² term)",
-}
+ALIASES = ("best-subcubic", "best-lowrank", "best-quadratic")  # certify.strategies.DESCRIPTIONS
 # which factorisation of EQKE each ε option peels: pair = (E_q Q + b_Q)·(E K + b_K)^T,
 # quad = [E_q 1]·[Q; b_Q]·[K; b_K]^T·[E 1]^T, none = EQKE formed exactly
 CHAIN = {
