@@ -142,7 +142,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
 
 
 def emit_all(model: str, config, weights, wide_peels: bool = False) -> int:
-    """Brute force (where v^K <= 2^25), cubic and all 100 sub-cubic variants: each certificate
+    """Brute force (where v^K <= 2^25), cubic and every sub-cubic variant: each certificate
     is written beside MODEL and checked; prints one table row per strategy."""
     from certify.certificate import build, write
     from certify.circuits import circuits

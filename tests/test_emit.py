@@ -19,7 +19,7 @@ def test_emit_all_writes_and_verifies_every_strategy(
     save(train(config, seed=1, steps=400, progress=False), model)
     assert certify_main(["emit", str(model), "--strategy", "all"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
-    assert len(rows) == 102 == len(list(tmp_path.glob("tiny.*.cert.json")))
+    assert len(rows) == 146 == len(list(tmp_path.glob("tiny.*.cert.json")))  # 2 + 144 variants
     assert all(row.split(" | ")[1] == "verified" for row in rows)
     bounds = {row.split(" | ")[0][2:]: float(row.split(" | ")[2]) for row in rows}
     assert all(bound <= bounds["brute"] for bound in bounds.values())
