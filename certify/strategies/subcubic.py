@@ -298,6 +298,10 @@ def positional_odds(eqkp: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]
     c = np.arange(1, k)
     hi[:, 1:, 0] = (1 + top[:, c - 1]) / bot[:, k - c]
     lo[:, 1:, 0] = (1 + bot[:, c - 1]) / top[:, k - c]
+    # a positional exp that overflows (or underflows to 0) says nothing: the checker's odds for
+    # that query are [0, ∞] at best, so claim nothing that relies on them
+    lost = ~np.all(np.isfinite(pe) & (pe > UNDERFLOW), axis=1)
+    hi[lost], lo[lost] = np.inf, 0.0
     return hi, lo
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from certify.strategies import subcubic as sc
 
 MAX_RANK = 8  # the checker's MAX_PEEL_RANK
+EU_RANK = 16  # the checker's MAX_EU_RANK
 
 
 def _left(a: np.ndarray, r: int) -> np.ndarray:
@@ -50,8 +51,8 @@ def peels(m: sc.Model, kind: str, wide: bool | str = False) -> list[tuple[np.nda
 
 def eu_peel(m: sc.Model) -> tuple[np.ndarray, np.ndarray]:
     """(X, Y) = (V, V): the top right singular vectors of the centred E_q at the checker's maximum
-    rank, so C P with P = V V^T keeps C's largest directions and the residual is small."""
-    vt = np.linalg.svd(m.Eq - m.Eq.mean(0), full_matrices=False)[2][:MAX_RANK]
+    EU rank (16), so C P with P = V V^T keeps C's largest directions and the residual is small."""
+    vt = np.linalg.svd(m.Eq - m.Eq.mean(0), full_matrices=False)[2][:EU_RANK]
     return vt.T, vt.T
 
 

@@ -1,4 +1,7 @@
-"""Sub-cubic rule: 100 variants = 5 EU × 2 attention × 10 ε options (docs/strategies.md).
+"""Sub-cubic rule: 144 variants = 6 EU × 2 attention × 12 ε options (docs/strategies.md): the
+paper's 100 and those using one of three options beyond it, ``norm_recursive``/``norm_subproduct``
+(per-entry Cauchy–Schwarz bounds |Err[q,t]| ≤ δ[q,t], scores boxed entrywise) and
+``peel_query+norm`` (rank-r EU peel, residual by row norms).
 
 Cases (q, m, c) with gap g = gaps[q, m, c]: query q ≤ m, max m, c non-max tokens (the query
 counted when q < m), all non-max tokens ≤ m - g. A case the certificate claims (lemmas.proved)
@@ -12,6 +15,7 @@ is accepted iff the sound upper bound on max_{x≠m} logit[x] - logit[m] is cert
 3. The bound is convex in that attention, so both ends are evaluated; mean+diff uses the
    sign-aware correction max((a - ā) R_max, (a - ā) R_min).
 4. The count is exact: C(k-1, c') (m - g + 1)^c' inputs per accepted case.
+Only the claimed cases are evaluated. Float FLOPs are counted per operation (arith.Counted).
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ EPS_CHAIN = {
     "exact_EQKE+max_diff_exact": "none", "max_diff_exact": "pair",
     "norm_recursive": "quad", "norm_subproduct": "quad",
 }  # fmt: skip
-MAX_PEEL_RANK = 8
+MAX_PEEL_RANK = 8  # EQKE factor peels
+MAX_EU_RANK = 16  # the EU peel of peel_query+norm
 
 Mat = flint.fmpq_mat
 
@@ -143,14 +148,14 @@ def chain(w: Weights, kind: str) -> list[Mat]:
     return [w.mul(quad[0], quad[1]), w.mul(quad[2], quad[3])] if kind == "pair" else quad
 
 
-def low_rank(p: object, where: str, rows: int, cols: int) -> tuple[Mat, Mat]:
-    """(X, Y^T) exact from a witness {"x": [rows, r], "y": [cols, r]}, 1 ≤ r ≤ MAX_PEEL_RANK."""
+def low_rank(p: object, where: str, rows: int, cols: int, top: int = MAX_PEEL_RANK):
+    """(X, Y^T) exact from a witness {"x": [rows, r], "y": [cols, r]}, 1 ≤ r ≤ top."""
     if not isinstance(p, dict) or set(p) != {"x", "y"}:
         raise FormatError(f"{where}: expected exactly x, y")
     r = decode_array(p["x"], where + ".x").shape[-1:]
-    r = r[0] if r and 1 <= r[0] <= MAX_PEEL_RANK else 0
+    r = r[0] if r and 1 <= r[0] <= top else 0
     if r == 0:
-        raise FormatError(f"{where}.x: shape must be [rows, r] with 1 <= r <= {MAX_PEEL_RANK}")
+        raise FormatError(f"{where}.x: shape must be [rows, r] with 1 <= r <= {top}")
     x = exact_matrix(array(p, "x", (rows, r), where + "."))
     return x, exact_matrix(array(p, "y", (cols, r), where + ".")).transpose()
 
@@ -390,7 +395,7 @@ def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, del
         lo, hi = enclose_matrix(approx)
         ex_hi = exp_bounds(up(hi + delta).ravel().tolist(), shifts, v, inv_s, work)[1]
         ex_lo = exp_bounds(down(lo - delta).ravel().tolist(), shifts, v, inv_s, work)[0]
-        ex_hi, ex_lo, ee_hi = ex_hi.reshape(v, v), ex_lo.reshape(v, v), np.ones(v)
+        ex_hi, ex_lo = ex_hi.reshape(v, v), ex_lo.reshape(v, v)
     pos_hi, pos_lo = positional_odds(w, inv_s, work)
     q, m, c = cases
     j = np.clip(m - gaps[cases], 0, v - 1)
@@ -398,8 +403,10 @@ def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, del
     pmax = np.maximum.accumulate(ex_hi, axis=1)[q, j]
     pmin = np.minimum.accumulate(ex_lo, axis=1)[q, j]
     with np.errstate(all="ignore"):
-        odds_hi = up(up(up(pos_hi[q, c, same] * pmax) / ex_lo[q, m]) * ee_hi[q])
-        odds_lo = down0(down0(down0(pos_lo[q, c, same] * pmin) / ex_hi[q, m]) / ee_hi[q])
+        odds_hi = up(up(pos_hi[q, c, same] * pmax) / ex_lo[q, m])
+        odds_lo = down0(down0(pos_lo[q, c, same] * pmin) / ex_hi[q, m])
+        if delta is None:  # the row's ε factor e^{ε/s} (the per-entry box needs none)
+            odds_hi, odds_lo = up(odds_hi * ee_hi[q]), down0(odds_lo / ee_hi[q])
         a_lo, a_hi = down(1 / up(1 + odds_hi)), up(1 / down(1 + odds_lo))
     all_max = (q == m) & (c == 0)
     a_lo = np.where(all_max, 1.0, np.clip(np.nan_to_num(a_lo, nan=0.0), 0.0, 1.0))
@@ -414,7 +421,7 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
 
     Centre e (mean / witness / 0): EU[q,x] - EU[q,m] = (eU)[x] - (eU)[m] + (E_q[q] - e)·(U[:,x]
     - U[:,m]) and |U[j,x] - U[j,m]| ≤ range_j(U). Exact options: μ = 0 and ΔEU from EU itself.
-    peel_query+norm: e = mean row and a witness P = X Y^T [d, d] of rank r ≤ 8 split C = E_q - e
+    peel_query+norm: e = mean row and a witness P = X Y^T [d, d] of rank r ≤ 16 split C = E_q - e
     exactly as C P + R; ΔEU[q,m] = max_x L[q,x] - L[q,m] + min(Σ_j |R[q,j]| range_j(U),
     ‖R[q]‖ (max_x ‖U[:,x] - u‖ + ‖U[:,m] - u‖)) with L = (C X)(Y^T U) (inner dimension r,
     O(r v²)) and u the mean column of U (Cauchy–Schwarz and the triangle inequality)."""
@@ -437,7 +444,7 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
     resid = w.Eq - broadcast_row(centre, v)
     low = np.zeros((v, v))
     if eu.startswith("peel"):
-        x, yt = low_rank(wit.get("eu_peel"), "witnesses.eu_peel", d, d)
+        x, yt = low_rank(wit.get("eu_peel"), "witnesses.eu_peel", d, d, MAX_EU_RANK)
         cx = w.mul(resid, x)
         l_lo, l_hi = enclose_matrix(w.mul(cx, w.mul(yt, w.U)))
         low = up(l_hi.max(1)[:, None] - l_lo)
@@ -480,18 +487,19 @@ def logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work: Work) -> np.nda
     fm, fc = np.divmod(np.unique(m * k + c), k)  # the claimed (m, c): f(ā) there only
     ab = abar[fm, fc][:, None]
     f = np.full((v, k), np.nan)
-    f[fm, fc] = up(M[fm] + up(np.maximum(ab * r[0][fm], ab * r[1][fm]))).max(1)
+    f[fm, fc] = up(M[fm] + up(np.where(ab >= 0, r[1][fm], r[0][fm]) * ab)).max(1)  # ā R[x]
     wpre = np.maximum.accumulate(up(ev_hi.max(1)[:, None] - ev_lo), axis=0).T  # [m, j]
     wt, ab = wpre[m, np.clip(m - gaps[cases], 0, v - 1)], abar[m, c]
 
+    hi_pos, lo_pos, base = (r_hi >= 0)[m], (r_lo >= 0)[m], up(f[m, c] + delta_eu[q, m, 0])
+
     def at(a: np.ndarray) -> np.ndarray:
-        # (a - ā) R for R in [r_lo, r_hi] and a - ā in [d0, d1]: bilinear, so at a corner
-        d0, d1 = down(a - ab), up(a - ab)
-        corr = np.maximum(
-            np.maximum(d0 * r_lo[m], d0 * r_hi[m]), np.maximum(d1 * r_lo[m], d1 * r_hi[m])
-        )
-        tail = np.maximum(down(1 - a) * wt, up(1 - a) * wt)  # (1 - a) ≥ 0, W ≤ wt: linear
-        return up(up(up(f[m, c] + up(corr)) + up(tail)) + delta_eu[q, m, 0])
+        # (a - ā) R, R in [r_lo, r_hi], a - ā in [d0, d1]: max over d of d R at d1 if R ≥ 0
+        d = a - ab
+        d0, d1 = down(d), up(d)
+        corr = np.maximum(np.where(hi_pos, d1, d0) * r_hi[m], np.where(lo_pos, d1, d0) * r_lo[m])
+        t = 1 - a  # (1 - a) W ≤ (1 - a) wt as 1 - a ≥ 0, W ≤ wt; then linear in 1 - a
+        return up(up(base + up(corr)) + up(np.where(wt >= 0, up(t), down(t)) * wt))
 
     return np.maximum(at(a_lo), at(a_hi))
 
