@@ -52,7 +52,9 @@ def peels(m: sc.Model, kind: str, wide: bool | str = False) -> list[tuple[np.nda
 def eu_peel(m: sc.Model) -> tuple[np.ndarray, np.ndarray]:
     """(X, Y) = (V, V): the top right singular vectors of the centred E_q at the checker's maximum
     EU rank (16), so C P with P = V V^T keeps C's largest directions and the residual is small."""
-    vt = np.linalg.svd(m.Eq - m.Eq.mean(0), full_matrices=False)[2][:EU_RANK]
+    vt = np.linalg.svd(m.Eq - m.Eq.mean(0), full_matrices=False)[2][
+        : max(1, min(EU_RANK, m.Eq.shape[1] // 2))
+    ]
     return vt.T, vt.T
 
 

@@ -60,7 +60,7 @@ EPS_CHAIN = {
     "norm_recursive": "quad", "norm_subproduct": "quad",
 }  # fmt: skip
 MAX_PEEL_RANK = 8  # EQKE factor peels
-MAX_EU_RANK = 16  # the EU peel of peel_query+norm
+MAX_EU_RANK = 16  # the EU peel of peel_query+norm (and at most d_model / 2: low rank)
 
 Mat = flint.fmpq_mat
 
@@ -421,10 +421,10 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
 
     Centre e (mean / witness / 0): EU[q,x] - EU[q,m] = (eU)[x] - (eU)[m] + (E_q[q] - e)·(U[:,x]
     - U[:,m]) and |U[j,x] - U[j,m]| ≤ range_j(U). Exact options: μ = 0 and ΔEU from EU itself.
-    peel_query+norm: e = mean row and a witness P = X Y^T [d, d] of rank r ≤ 16 split C = E_q - e
-    exactly as C P + R; ΔEU[q,m] = max_x L[q,x] - L[q,m] + min(Σ_j |R[q,j]| range_j(U),
-    ‖R[q]‖ (max_x ‖U[:,x] - u‖ + ‖U[:,m] - u‖)) with L = (C X)(Y^T U) (inner dimension r,
-    O(r v²)) and u the mean column of U (Cauchy–Schwarz and the triangle inequality)."""
+    peel_query+norm: e = mean row and a witness P = X Y^T [d, d] of rank r ≤ min(16, d/2)
+    split C = E_q - e exactly as C P + R; ΔEU[q,m] = max_x L[q,x] - L[q,m] + min(Σ_j |R[q,j]|
+    range_j(U), ‖R[q]‖ (max_x ‖U[:,x] - u‖ + ‖U[:,m] - u‖)), L = (C X)(Y^T U) (inner dimension
+    r, O(r v²)), u the mean column of U (Cauchy–Schwarz and the triangle inequality)."""
     v, d = w.Eq.nrows(), w.Eq.ncols()
     if eu.endswith("exact"):
         lo, hi = enclose_matrix(w.mul(w.Eq, w.U))
@@ -444,7 +444,9 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
     resid = w.Eq - broadcast_row(centre, v)
     low = np.zeros((v, v))
     if eu.startswith("peel"):
-        x, yt = low_rank(wit.get("eu_peel"), "witnesses.eu_peel", d, d, MAX_EU_RANK)
+        x, yt = low_rank(
+            wit.get("eu_peel"), "witnesses.eu_peel", d, d, max(1, min(MAX_EU_RANK, d // 2))
+        )
         cx = w.mul(resid, x)
         l_lo, l_hi = enclose_matrix(w.mul(cx, w.mul(yt, w.U)))
         low = up(l_hi.max(1)[:, None] - l_lo)
