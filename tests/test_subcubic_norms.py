@@ -40,7 +40,7 @@ def randomised(seed: int, v: int, k: int, noise: float, variant: str, scale: flo
     if scale:
         wit = doc["witnesses"]
         for p in [*wit["peels"], wit["eu_peel"]]:
-            r = int(rng.integers(1, 4))
+            r = int(rng.integers(1, 3))  # d_model = v + 2 ≥ 4: rank 2 is within every limit
             for key in "xy":
                 p[key] = encode_array(scale * rng.standard_normal((p[key]["shape"][0], r)))
     return doc, weights
