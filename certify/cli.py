@@ -135,7 +135,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
     write(build(config, weights, proof), out)
     total = config.d_vocab**config.n_ctx
     print(
-        f"{proof.strategy}: at least {proof.correct_count} of {total} inputs correct, "
+        f"{proof.report.get('variant', proof.strategy)}: at least {proof.correct_count} of "
+        f"{total} inputs correct, "
         f"bound {proof.correct_count / total:.6f} ({seconds:.1f} s) -> {out}"
     )
     return 0
