@@ -1,4 +1,6 @@
-"""The sub-cubic proof family (paper-notes §3.3): 5 EU × 2 attention × 10 ε options = 100 variants.
+"""The sub-cubic proof family (paper-notes §3.3): the paper's 5 EU × 2 attention × 10 ε options
+= 100 variants, and 44 more using the options beyond it (``peel_query+norm``, ``norm_recursive``,
+``norm_subproduct``): 6 × 2 × 12 = 144.
 
 Untrusted prover, float64. It evaluates the same bounds as ``checker/rules/subcubic.py`` (see
 docs/strategies.md, "Sub-cubic") without outward rounding, keeps a safety margin, and writes its
