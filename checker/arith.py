@@ -65,6 +65,8 @@ class Counted(np.ndarray):
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         plain = [x.view(np.ndarray) if isinstance(x, Counted) else x for x in inputs]
+        if "out" in kwargs:  # out= arrays too, or numpy would call this hook again
+            kwargs["out"] = tuple(x.view(np.ndarray) for x in kwargs["out"])
         out = getattr(ufunc, method)(*plain, **kwargs)
         if ufunc is not np.nextafter:
             n = np.size(out) if method == "__call__" else 0
