@@ -1,12 +1,16 @@
 """Sub-cubic family benchmark: prints tables (not a test).
 
-1. Every one of the 100 variants on a Max-of-4 model (default: the shipped seed-123 model):
+1. Every sub-cubic variant on a Max-of-4 model (default: the shipped seed-123 model):
    bound, checker seconds, checker FLOPs, unexplained dimensionality; prover seconds in total.
 2. Checker FLOPs of the cheapest (quadratic) variant against the cubic proof's checker.
-3. Checker seconds of one quadratic variant over d_vocab in {32, ..., 512} (random weights,
-   d_model 32, K 4) and the fitted exponent of time over d_vocab.
+3. The aliases best-lowrank and best-quadratic on each shipped Max-of-4 model: the winning
+   variant, bound / exact accuracy, and its checker FLOPs against the cubic checker's on the same
+   model (both counted per operation, in this run).
+4. Checker seconds over d_vocab in {32, ..., 512} (random weights, d_model 32, K 4) of the paper's
+   quadratic variant and of the two alias winners, with the fitted exponent of time over d_vocab.
 
-    python bench/bench_subcubic.py [MODEL.safetensors] [--skip-scaling] [--wide-peels]
+    python bench/bench_subcubic.py [MODEL.safetensors] [--skip-variants] [--skip-aliases]
+                                   [--skip-scaling] [--wide-peels]
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ from checker.rules import subcubic
 
 ROOT = Path(__file__).resolve().parents[1]
 QUADRATIC = "subcubic:mean_query+max_diff/mean_query+diff/mean+max_diff_subproduct_recursive"
+WINNERS = [  # the alias winners on the shipped models (best-quadratic, best-lowrank)
+    "subcubic:peel_query+norm/mean_query+diff/norm_recursive",
+    "subcubic:peel_query+norm/mean_query+diff/norm_subproduct",
+]
+SHIPPED = [ROOT / "certificates" / "models" / f"max4_seed{s}.safetensors" for s in (123, 50, 104)]
 
 
 def check(config, weights, proof) -> tuple[object, Work, float]:
@@ -47,7 +56,9 @@ def all_variants(model: Path) -> dict[str, int]:
     wide = "--wide-peels" in sys.argv
     proofs = sc.prove_all(config, weights, circuits(config, weights), wide_peels=wide)
     prover = time.perf_counter() - start
-    print(f"## {model.name}: all 100 sub-cubic variants (prover {prover:.1f} s for all)\n")
+    print(
+        f"## {model.name}: all {len(proofs)} sub-cubic variants (prover {prover:.1f} s for all)\n"
+    )
     print("| bound | checker s | checker FLOPs | unexplained dims | variant |")
     print("|---|---|---|---|---|")
     flops = {}
@@ -83,29 +94,64 @@ def versus_cubic(model: Path, flops: dict[str, int]) -> None:
           f"{source}: {cubic_flops:,} FLOPs; ratio {ratio:.1f}x")  # fmt: skip
 
 
+def cubic_flops(config, weights) -> int:
+    from certify.strategies.cubic import prove
+    from checker.rules import cubic
+
+    proof = prove(config, weights, circuits(config, weights))
+    work = Work()
+    cubic.check(parse(json.dumps(build(config, weights, proof)).encode()), work)
+    return work.flops
+
+
+def aliases(models: list[Path]) -> None:
+    from certify.strategies import prove
+    from certify.strategies.brute import correct_count
+
+    print("\n## aliases on the shipped Max-of-4 models (FLOPs counted per operation, one run)\n")
+    print("| model | alias | winning variant | bound | bound / exact | checker FLOPs | "
+          "cubic FLOPs | ratio |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for model in models:
+        config, weights = load(model)
+        c = circuits(config, weights)
+        exact, cubic = correct_count(c), cubic_flops(config, weights)
+        for alias in ("best-lowrank", "best-quadratic"):
+            proof = prove(alias, config, weights, c)
+            result, work, _ = check(config, weights, proof)
+            assert result.failed is None
+            print(f"| {model.stem} | {alias} | `{result.report['variant'][9:]}` | "
+                  f"{result.verified_count / config.d_vocab**config.n_ctx:.4f} | "
+                  f"{result.verified_count / exact:.4f} | {work.flops:,} | {cubic:,} | "
+                  f"{cubic / work.flops:.2f}x |", flush=True)  # fmt: skip
+
+
 def scaling(vocabs=(32, 64, 128, 256, 512)) -> None:
-    print(f"\n## checker scaling, `{QUADRATIC[9:]}` (random weights, d_model 32, K 4)\n")
-    print("| d_vocab | checker s | checker FLOPs |")
-    print("|---|---|---|")
-    times = []
-    for v in vocabs:
-        config = MaxOfKConfig(n_ctx=4, d_vocab=v, d_model=32, d_head=32)
-        weights = init_weights(config, seed=v)
-        proof = sc.prove_all(config, weights, circuits(config, weights), [QUADRATIC])[QUADRATIC]
-        result, work, seconds = check(config, weights, proof)
-        assert result.failed is None
-        times.append(seconds)
-        print(f"| {v} | {seconds:.2f} | {work.flops:,} |")
-    slope = np.polyfit(np.log(vocabs), np.log(times), 1)[0]
-    tail = np.polyfit(np.log(vocabs[-3:]), np.log(times[-3:]), 1)[0]
-    print(f"\nfitted exponent of checker time over d_vocab: {slope:.2f} (last three: {tail:.2f})")
+    for name in [QUADRATIC, *WINNERS]:
+        print(f"\n## checker scaling, `{name[9:]}` (random weights, d_model 32, K 4)\n")
+        print("| d_vocab | checker s | checker FLOPs |")
+        print("|---|---|---|")
+        times = []
+        for v in vocabs:
+            config = MaxOfKConfig(n_ctx=4, d_vocab=v, d_model=32, d_head=32)
+            weights = init_weights(config, seed=v)
+            proof = sc.prove_all(config, weights, circuits(config, weights), [name])[name]
+            result, work, seconds = check(config, weights, proof)
+            assert result.failed is None
+            times.append(seconds)
+            print(f"| {v} | {seconds:.2f} | {work.flops:,} |", flush=True)
+        slope = np.polyfit(np.log(vocabs), np.log(times), 1)[0]
+        tail = np.polyfit(np.log(vocabs[-3:]), np.log(times[-3:]), 1)[0]
+        print(f"\nfitted exponent of checker time over d_vocab: {slope:.2f} (last three: "
+              f"{tail:.2f})")  # fmt: skip
 
 
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     model = Path(args[0]) if args else ROOT / "certificates" / "models" / "max4_seed123.safetensors"
-    flops = all_variants(model)
-    versus_cubic(model, flops)
+    if "--skip-variants" not in sys.argv:
+        versus_cubic(model, all_variants(model))
+    if "--skip-aliases" not in sys.argv:
+        aliases([model] if args else SHIPPED)
     if "--skip-scaling" not in sys.argv:
         scaling()
 

@@ -22,7 +22,7 @@ from certify.sweep import ModelSpec, parse_seeds, resolve_strategies, run_sweep
 
 def family(strategy: str) -> str:
     if strategy.startswith("subcubic:"):
-        return "subcubic (100 variants)"
+        return "subcubic (144 variants)"
     return strategy
 
 

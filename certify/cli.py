@@ -238,8 +238,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
                      claimed_bound_decimal=down(bound), model_sha256=weights_sha256(weights),
                      seconds=round(seconds, 3))  # fmt: skip
     print(
-        f"{proof.strategy}: at least {proof.correct_count} of {total} inputs correct, "
-        f"bound {down(bound)} (rounded down; {seconds:.1f} s) -> {out}"
+        f"{proof.report.get('variant', proof.strategy)}: at least {proof.correct_count} of "
+        f"{total} inputs correct, bound {down(bound)} (rounded down; {seconds:.1f} s) -> {out}"
     )
     return 0
 
@@ -248,8 +248,8 @@ def emit_all(
     model: str, config, weights, wide_peels: bool = False, out_dir: str | None = None,
     as_json: bool = False,
 ) -> int:  # fmt: skip
-    """Brute force (where v^K <= 2^25), cubic, hybrid at every swept budget and all 100
-    sub-cubic variants: each certificate is written to OUT_DIR (default MODEL-STEM.certs/ beside
+    """Brute force (where v^K <= 2^25), cubic, hybrid at every swept budget and every
+    sub-cubic variant: each certificate is written to OUT_DIR (default MODEL-STEM.certs/ beside
     MODEL) and checked; prints one table row (or JSON object) per strategy, the bound being the
     checker's, rounded down."""
     import json
@@ -258,7 +258,7 @@ def emit_all(
     from certify.circuits import circuits
     from certify.strategies import prove, strategy_names
     from certify.strategies.hybrid import feasible
-    from certify.strategies.subcubic import prove_all
+    from certify.strategies.subcubic import prove_all, variant_names
     from certify.sweep import run_checker
 
     folder = Path(out_dir or Path(model).with_name(f"{Path(model).stem}.certs"))
@@ -267,13 +267,14 @@ def emit_all(
     total = config.d_vocab**config.n_ctx
     names = (["brute"] if total <= 2**25 else []) + ["cubic"]
     names += [n for n in strategy_names() if n.startswith("hybrid") and feasible(config, n)]
-    print(f"emit all: {len(names) + 100} certificates -> {folder}/", file=sys.stderr)
+    count = len(names) + len(variant_names())
+    print(f"emit all: {count} certificates -> {folder}/", file=sys.stderr)
     timed = []
-    with _bar(len(names) + 100, "prove and check") as bar:
+    with _bar(count, "prove and check") as bar:
         for name in names:
             start = time.perf_counter()
             timed.append((name, prove(name, config, weights, c), time.perf_counter() - start))
-        bar.set_postfix_str("sub-cubic search (all 100 variants at once)")
+        bar.set_postfix_str("sub-cubic search (all variants at once)")
         start = time.perf_counter()
         subcubic = prove_all(config, weights, c, wide_peels=wide_peels)
         share = (time.perf_counter() - start) / len(subcubic)  # the search is shared

@@ -293,17 +293,14 @@ COLOURS[COLOUR_BEST] = "tab:cyan"
 
 
 def _plotted(rows: list[dict[str, Any]], x: str, y: str) -> list[dict[str, Any]]:
-    """Rows with both values. A model's best-subcubic row is left out when that model's single
-    variants were run too (it repeats the best one's point), and drawn otherwise."""
-    with_variants = {tuple(r[key] for key in KEY) for r in rows if _parts(r["strategy"])}
+    """Rows with both values. A model's best-* alias rows are left out when that model's single
+    variants were run too (each repeats a variant's point), and drawn otherwise."""
+    with_variants = {_model(r) for r in rows if _parts(r["strategy"])}
+    repeated = [r["strategy"].startswith("best-") and _model(r) in with_variants for r in rows]
     return [
         r
-        for r in rows
-        if (r["strategy"] != "best-subcubic" or tuple(r[key] for key in KEY) not in with_variants)
-        and r[x] is not None
-        and r[y] is not None
-        and r[x] > 0
-        and math.isfinite(r[x])
+        for r, skip in zip(rows, repeated, strict=True)
+        if not skip and r[x] is not None and r[y] is not None and r[x] > 0 and math.isfinite(r[x])
     ]
 
 
@@ -401,3 +398,7 @@ def cmd_plot(args) -> int:
     for path in plot(args.db, args.output):
         print(path)
     return 0
+
+
+def _model(row: dict[str, Any]) -> tuple:
+    return tuple(row[key] for key in KEY)

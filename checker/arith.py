@@ -44,10 +44,43 @@ def nearest_float(x: flint.fmpq) -> float:
 
 
 def enclose_matrix(m: flint.fmpq_mat) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 arrays lo <= m <= hi entrywise (nearest float, then one ulp outward)."""
+    """Float64 arrays lo <= m <= hi entrywise (nearest float, then one ulp outward); Counted."""
     near = np.array([nearest_float(x) for x in m.entries()], dtype=np.float64)
-    near = near.reshape(m.nrows(), m.ncols())
+    near = counted(near.reshape(m.nrows(), m.ncols()))
     return down(near), up(near)
+
+
+# --- FLOP counting of the float stages --------------------------------------------------------
+
+
+class Counted(np.ndarray):
+    """An array that counts the FLOPs done on it, per operation, in ``Counted.flops``: an
+    elementwise ufunc (arithmetic, comparison, min/max) counts one per result element, a
+    reduction over n values n - 1 per result, an accumulate one per element. ``np.nextafter``
+    is the outward rounding of the operation before it, which was already counted. Results stay
+    Counted (selections like np.where included), so a rule wraps its float inputs once and
+    adds the difference of ``Counted.flops`` to its Work."""
+
+    flops = 0
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [x.view(np.ndarray) if isinstance(x, Counted) else x for x in inputs]
+        if "out" in kwargs:  # out= arrays too, or numpy would call this hook again
+            kwargs["out"] = tuple(x.view(np.ndarray) for x in kwargs["out"])
+        out = getattr(ufunc, method)(*plain, **kwargs)
+        if ufunc is not np.nextafter:
+            n = np.size(out) if method == "__call__" else 0
+            n = np.size(plain[0]) - np.size(out) if method == "reduce" else n
+            Counted.flops += np.size(out) if method == "accumulate" else n
+        return counted(out)
+
+    def __array_function__(self, func, types, args, kwargs):
+        return counted(super().__array_function__(func, types, args, kwargs))
+
+
+def counted(x):
+    """x as a Counted array (arrays only; scalars and other objects pass through)."""
+    return x.view(Counted) if type(x) is np.ndarray else x
 
 
 # --- balls -----------------------------------------------------------------------------------

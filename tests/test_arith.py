@@ -170,3 +170,22 @@ def test_down0_is_a_nonnegative_lower_bound(x: float) -> None:
     low = float(down0(x))
     assert low >= 0.0 and Fraction(low) <= Fraction(x)
     assert float(down0(0.0)) == 0.0  # not -2^-1074: safe as a divisor's lower bound
+
+
+def test_counted_arrays_count_every_float_operation_once() -> None:
+    """Elementwise: one per result; reduction over n: n - 1 per result; accumulate: one per
+    element; the outward rounding (nextafter) and selections (np.where) are free."""
+    from checker.arith import Counted, counted, down, up
+
+    a = counted(np.arange(12.0).reshape(3, 4))
+    start = Counted.flops
+    b = up(a * 2 + 1)  # two ops on 12 elements, one rounding
+    assert Counted.flops - start == 24 and isinstance(b, Counted)
+    start = Counted.flops
+    b.max(axis=1)  # 3 results of 4 values
+    np.maximum.accumulate(b, axis=1)
+    assert Counted.flops - start == 9 + 12
+    start = Counted.flops
+    c = np.where(b > 3, down(b), 0.0)  # the comparison only
+    assert Counted.flops - start == 12 and isinstance(c, Counted)
+    np.add(a, 1, out=counted(np.zeros((3, 4))))  # out= does not recurse

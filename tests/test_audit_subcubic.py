@@ -77,9 +77,18 @@ def randomise(doc: dict, rng: np.random.Generator, scale: float, nudge: bool) ->
         wit["attention_mean"] = encode_array(abar if nudge else rng.uniform(-1.5, 2.5, (v, k)))
     if "eu_centre" in wit:
         wit["eu_centre"] = new(wit["eu_centre"])
+    if "eu_peel" in wit:
+        top = max(1, doc["model"]["d_model"] // 2)  # the checker's EU rank limit (d ≤ 32 here)
+        r = wit["eu_peel"]["x"]["shape"][1] if nudge else int(rng.integers(1, top + 1))
+        for key in "xy":
+            wit["eu_peel"][key] = new(wit["eu_peel"][key], (wit["eu_peel"][key]["shape"][0], r))
+    if "sigma" in wit:  # too small a σ must fall back to the trace bound, never be trusted
+        sigma = decode_array(wit["sigma"], "s") * (1 + scale * rng.standard_normal(1))
+        wit["sigma"] = encode_array(np.abs(sigma if nudge else scale * rng.standard_normal(1)))
+        wit["sigma"] = encode_array(np.maximum(decode_array(wit["sigma"], "s"), 1e-300))
     cert = parse(json.dumps(doc).encode())
     option = cert.options["eps"]
-    _, eps = subcubic.attention_error(Weights(cert, Work()), option, wit.get("peels", []), Work())
+    _, eps, _ = subcubic.attention_error(Weights(cert, Work()), option, wit, Work())
     lemma = np.array([float_above(fmpq_to_fraction(flint.fmpq(e))) for e in eps])
     doc["lemmas"]["eps"] = encode_array(lemma * rng.choice([1.0, 1.0, 1.5, 10.0]))
     return doc
@@ -96,10 +105,10 @@ def accepted_cases(doc: dict, monkeypatch) -> tuple[np.ndarray, np.ndarray]:
 
     monkeypatch.setattr(subcubic, "logit_bound", spy)
     v, k = doc["model"]["d_vocab"], doc["model"]["n_ctx"]
-    doc["lemmas"]["proved"] = encode_array(np.zeros((v, v, k), np.int64))
+    doc["lemmas"]["proved"] = encode_array(np.ones((v, v, k), np.int64))  # bound every case
     subcubic.check(parse(json.dumps(doc).encode()), Work())
     gaps = decode_array(doc["witnesses"]["gaps"], "gaps")
-    ok = subcubic.valid_cases(v, k, gaps) & (seen["bound"] < 0)
+    ok = subcubic.valid_cases(v, k, gaps) & (np.asarray(seen["bound"]).reshape(v, v, k) < 0)
     doc["lemmas"]["proved"] = encode_array(ok.astype(np.int64))
     doc["claim"]["correct_count"] = str(subcubic.count(v, k, gaps, ok))
     result = subcubic.check(parse(json.dumps(doc).encode()), Work())
@@ -171,6 +180,27 @@ def test_accepted_cases_hold_for_every_input_under_random_witnesses(
     assert_cases_sound(doc, weights, monkeypatch_module)
 
 
+NEW_VARIANTS = [n for n in sc.variant_names() if n not in sc.variant_names(paper_only=True)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model=st.sampled_from(sorted(MODELS)),
+    seed=st.integers(0, 2**16),
+    variant=st.sampled_from(NEW_VARIANTS),
+    scale=st.sampled_from([0.0, 0.01, 0.3, 3.0]),
+    nudge=st.booleans(),
+)
+def test_new_options_accepted_cases_hold_for_every_input(
+    model, seed, variant, scale, nudge, monkeypatch_module
+) -> None:
+    """The same audit over the options beyond the paper only (random peels, EU peel, σ)."""
+    config, weights = MODELS[model](seed)
+    doc = certify(config, weights, [variant])[variant]
+    doc = randomise(doc, np.random.default_rng(seed), scale, nudge)
+    assert_cases_sound(doc, weights, monkeypatch_module)
+
+
 def test_honest_certificates_accepted_cases_hold_for_every_input(monkeypatch) -> None:
     config, weights = near_max(4, 3, 0.05, 11, 0.1)
     docs = certify(config, weights, sc.variant_names()[::3])
@@ -187,11 +217,12 @@ def test_upper_attention_end_is_needed_when_the_max_token_pushes_a_wrong_logit()
     name += "exact_EQKE+max_diff_exact"
     doc = certify(config, weights, [name])[name]
     w = Weights(parse(json.dumps(doc).encode()), Work())
-    approx, _ = subcubic.attention_error(w, "exact_EQKE+max_diff_exact", [], Work())
+    approx, _, _ = subcubic.attention_error(w, "exact_EQKE+max_diff_exact", {}, Work())
     gaps, abar = np.ones((v, v, k), np.int64), np.zeros((v, k))
-    a_lo, _ = subcubic.attention_bracket(w, approx, np.zeros(v), gaps, Work())
-    lo_only = LOGIT_BOUND(w, "mean_query+max_diff", {}, gaps, abar, a_lo, a_lo, Work())
-    assert lo_only[3, 3, 1] < 0
+    cases = np.nonzero(gaps)
+    a_lo, _ = subcubic.attention_bracket(w, approx, np.zeros(v), gaps, cases, Work())
+    lo_only = LOGIT_BOUND(w, "mean_query+max_diff", {}, gaps, cases, abar, a_lo, a_lo, Work())
+    assert lo_only.reshape(v, v, k)[3, 3, 1] < 0
     assert (0, 3, 3) in case_inputs(3, 3, 1, 1, k) and (0, 3, 3) not in correct_inputs(weights)
     proved = np.zeros((v, v, k), np.int64)
     proved[3, 3, 1] = 1
@@ -267,15 +298,22 @@ def extreme_model(rng: random.Random, nrng: np.random.Generator):
 
 
 @pytest.mark.parametrize(
-    "seed, n", [(11, 150), pytest.param(12, 1000, marks=pytest.mark.slow)], ids=["ci", "campaign"]
+    "seed, n, new",
+    [
+        (11, 150, False),
+        pytest.param(12, 1000, False, marks=pytest.mark.slow),
+        pytest.param(13, 400, True, marks=pytest.mark.slow),
+    ],
+    ids=["ci", "campaign", "campaign-new-options"],
 )
-def test_extreme_scales_accept_only_correct_inputs(seed: int, n: int, monkeypatch) -> None:
+def test_extreme_scales_accept_only_correct_inputs(seed: int, n: int, new: bool, monkeypatch):
     """Honest and randomised witnesses on models whose exps underflow: every accepted case's
-    inputs are all correct (the down0 mutant was caught about once per 300 models)."""
+    inputs are all correct (the down0 mutant was caught about once per 300 models). The third
+    campaign draws only variants that use an option beyond the paper."""
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
     for _ in range(n):
         config, weights = extreme_model(rng, nrng)
-        variant = rng.choice(sc.variant_names())
+        variant = rng.choice(NEW_VARIANTS if new else sc.variant_names())
         doc = certify(config, weights, [variant])[variant]
         if rng.random() < 0.5:
             doc = randomise(doc, nrng, rng.choice([0.01, 0.3, 3.0]), rng.random() < 0.5)

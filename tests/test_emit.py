@@ -24,7 +24,7 @@ def test_emit_all_writes_and_verifies_every_strategy(
     rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
     folder = tmp_path / "tiny.certs"  # the default: a folder of its own beside the model
     hybrids = [n for n in strategy_names() if n.startswith("hybrid") and feasible(config, n)]
-    n = 102 + len(hybrids)  # brute, cubic, 100 sub-cubic variants and the affordable budgets
+    n = 146 + len(hybrids)  # brute, cubic, 144 sub-cubic variants and the affordable budgets
     assert f"{n} certificates -> {folder}/" in err and not list(tmp_path.glob("*.cert.json"))
     assert len(rows) == n == len(list(folder.glob("tiny.*.cert.json")))
     assert "hybrid" in hybrids

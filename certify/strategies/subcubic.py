@@ -1,4 +1,6 @@
-"""The sub-cubic proof family (docs/strategies.md): 5 EU × 2 attention × 10 ε = 100 variants.
+"""The sub-cubic proof family (docs/strategies.md): the paper's 5 EU × 2 attention × 10 ε options
+= 100 variants, and 44 more using the options beyond it (``peel_query+norm``, ``norm_recursive``,
+``norm_subproduct``): 6 × 2 × 12 = 144.
 
 Untrusted prover, float64. It evaluates the same bounds as ``checker/rules/subcubic.py`` (see
 docs/strategies.md, "Sub-cubic") without outward rounding, keeps a safety margin, and writes its
@@ -22,6 +24,7 @@ import numpy as np
 from certify.certificate import Proof, encode_array, encode_number
 from certify.circuits import Circuits
 from certify.model import MaxOfKConfig
+from certify.strategies import ALIASES
 
 EU_OPTIONS = (
     "mean_query+max_diff",
@@ -29,6 +32,7 @@ EU_OPTIONS = (
     "max_diff",
     "max_diff_exact",
     "global_max_diff_exact",
+    "peel_query+norm",  # beyond the paper: rank-r EU peel, residual by row norms
 )
 ATTENTION_OPTIONS = ("mean_query+diff", "drop_average_query_per_output_logit_reasoning")
 EPS_OPTIONS = (
@@ -42,7 +46,22 @@ EPS_OPTIONS = (
     "mean_recursive+max_diff_subproduct_recursive",
     "exact_EQKE+max_diff_exact",
     "max_diff_exact",
+    "norm_recursive",  # beyond the paper: per-entry Cauchy–Schwarz residual bounds
+    "norm_subproduct",
 )
+PAPER_EU, PAPER_EPS = EU_OPTIONS[:5], EPS_OPTIONS[:10]  # the paper's 5 × 2 × 10 variants
+NEW_EPS = ("norm_recursive", "norm_subproduct")
+# the v-scaling classes of the aliases (docs/strategies.md): no exact EU, and an ε option whose
+# check forms no v×v product of inner dimension d (low-rank) / has no v·d² term (quadratic)
+LOW_RANK_EU = ("mean_query+max_diff", "svd_query+max_diff", "max_diff", "peel_query+norm")
+QUADRATIC_EPS = (
+    "max_diff_subproduct_recursive",
+    "mean+max_diff_subproduct_recursive",
+    "mean_recursive+max_diff_subproduct_recursive",
+    "norm_recursive",
+)
+LOW_RANK_EPS = (*QUADRATIC_EPS, "svd", "max_diff", "mean+max_diff", "max_diff_subproduct")
+LOW_RANK_EPS += ("mean+max_diff_subproduct", "norm_subproduct")
 # which factorisation of EQKE each ε option peels: pair = (E_q Q + b_Q)·(E K + b_K)^T,
 # quad = [E_q 1]·[Q; b_Q]·[K; b_K]^T·[E 1]^T, none = EQKE formed exactly
 CHAIN = {
@@ -56,17 +75,30 @@ CHAIN = {
     "mean_recursive+max_diff_subproduct_recursive": "quad",
     "exact_EQKE+max_diff_exact": "none",
     "max_diff_exact": "pair",
+    "norm_recursive": "quad",
+    "norm_subproduct": "quad",
 }
 EPS_SLACK = 1e-9  # relative inflation of the claimed ε lemma (the checker's ε is exact)
 MARGIN = 1e-6  # a case is claimed only if its float64 bound is below -MARGIN
 
 
-def variant_names() -> list[str]:
+def variant_names(paper_only: bool = False) -> list[str]:
+    """The paper's 100 variants, then (unless ``paper_only``) those using a new option."""
+    grid = [(eu, att, eps) for eu in EU_OPTIONS for att in ATTENTION_OPTIONS for eps in EPS_OPTIONS]
+    paper = [x for x in grid if x[0] in PAPER_EU and x[2] in PAPER_EPS]
+    new = [] if paper_only else [x for x in grid if x not in paper]
+    return [f"subcubic:{eu}/{att}/{eps}" for eu, att, eps in paper + new]
+
+
+def alias_members(alias: str) -> list[str]:
+    """The variants an alias chooses from."""
+    if alias == "best-subcubic":
+        return variant_names()
+    eps_class = LOW_RANK_EPS if alias == "best-lowrank" else QUADRATIC_EPS
     return [
-        f"subcubic:{eu}/{att}/{eps}"
-        for eu in EU_OPTIONS
-        for att in ATTENTION_OPTIONS
-        for eps in EPS_OPTIONS
+        n
+        for n in variant_names()
+        if parse_variant(n)[0] in LOW_RANK_EU and parse_variant(n)[2] in eps_class
     ]
 
 
@@ -166,12 +198,30 @@ def spectral_eps(a_perp: np.ndarray, b_perp: np.ndarray) -> np.ndarray:
     return np.sqrt(2) * np.sqrt(np.sum(a_perp**2, axis=1)) * sigma
 
 
+def sigma_witness(perp: list[np.ndarray]) -> float:
+    """σ1(F2⊥ F3⊥), slightly inflated so that the checker's Cholesky proof of σ² I - G G^T ≻ 0
+    succeeds."""
+    return float(np.linalg.norm(perp[1] @ perp[2], 2)) * (1 + 1e-6) + 1e-300
+
+
+def norm_delta(perp: list[np.ndarray], subproduct: bool) -> np.ndarray:
+    """δ[q,t] ≥ |Err[q,t]| by Cauchy–Schwarz, as the checker derives it (``norm_*`` options)."""
+    g = perp[1] @ perp[2]
+    b = np.linalg.norm(perp[3], axis=0)
+    a = np.linalg.norm(perp[0] @ g, axis=1) if subproduct else None
+    if a is None:
+        a = sigma_witness(perp) * np.linalg.norm(perp[0], axis=1)
+    return a[:, None] * b[None, :]
+
+
 def attention_error(m: Model, eps_option: str, peels) -> tuple[np.ndarray, np.ndarray]:
     """(approx EQKE [v, v], ε [v]): |Err[q,i] - Err[q,j]| ≤ ε[q] for Err = EQKE - approx."""
     kind = CHAIN[eps_option]
     if kind == "none":
         return m.eqke, np.zeros(m.v)
     approx, perp = peel(chain(m, kind), peels)
+    if eps_option in NEW_EPS:
+        return approx, norm_delta(perp, eps_option == "norm_subproduct")  # δ [v, v]
     if eps_option == "svd":
         return approx, spectral_eps(*perp)
     if eps_option == "max_diff_exact":
@@ -189,8 +239,19 @@ def attention_error(m: Model, eps_option: str, peels) -> tuple[np.ndarray, np.nd
     return approx, range_bound(perp, mean)
 
 
-def direct_path(m: Model, eu_option: str, centre: np.ndarray | None):
+def direct_path(m: Model, eu_option: str, centre: np.ndarray | None, eu_peel=None):
     """(μ [v], ΔEU broadcastable to [q, m, c]): EU[q,x] - EU[q,m] ≤ μ[x] - μ[m] + ΔEU."""
+    if eu_option == "peel_query+norm":
+        e = m.Eq.mean(0)
+        c = m.Eq - e
+        cx = c @ eu_peel[0]
+        low = cx @ (eu_peel[1].T @ m.U)
+        resid = c - cx @ eu_peel[1].T
+        ell1 = np.abs(resid) @ np.ptp(m.U, axis=1)
+        un = np.linalg.norm(m.U - m.U.mean(1, keepdims=True), axis=0)
+        cs = np.linalg.norm(resid, axis=1)[:, None] * (un.max() + un[None, :])
+        delta = low.max(1)[:, None] - low + np.minimum(ell1[:, None], cs)
+        return e @ m.U, delta[:, :, None]
     if eu_option.endswith("exact"):
         eu = m.Eq @ m.U
         if eu_option == "global_max_diff_exact":
@@ -212,8 +273,9 @@ class Tables:
 
     v: int
     k: int
-    ex: np.ndarray  # exp((approx[q,t] - rowmax)/s)
-    eps_factor: np.ndarray  # exp(ε[q]/s)
+    ex_hi: np.ndarray  # exp((approx[q,t] + δ - rowmax)/s), δ = 0 unless a norm option
+    ex_lo: np.ndarray  # exp((approx[q,t] - δ - rowmax)/s)
+    eps_factor: np.ndarray  # exp(ε[q]/s), or 1 with per-entry δ
     pos_hi: np.ndarray  # [q, c, same] positional odds, upper (same = q == m)
     pos_lo: np.ndarray
     M: np.ndarray  # [m, x] μ_c + PVOU*, -inf on the diagonal
@@ -238,13 +300,21 @@ def positional_odds(eqkp: np.ndarray, s: float) -> tuple[np.ndarray, np.ndarray]
     c = np.arange(1, k)
     hi[:, 1:, 0] = (1 + top[:, c - 1]) / bot[:, k - c]
     lo[:, 1:, 0] = (1 + bot[:, c - 1]) / top[:, k - c]
+    # a positional exp that overflows (or underflows to 0) says nothing: the checker's odds for
+    # that query are [0, ∞] at best, so claim nothing that relies on them
+    lost = ~np.all(np.isfinite(pe) & (pe > UNDERFLOW), axis=1)
+    hi[lost], lo[lost] = np.inf, 0.0
     return hi, lo
 
 
 @np.errstate(all="ignore")
 def tables(m: Model, approx: np.ndarray, eps: np.ndarray, mu: np.ndarray, delta_eu) -> Tables:
+    """``eps`` is ε [v] or, for the norm options, the per-entry δ [v, v]."""
     v, s = m.v, m.s
-    ex = np.exp((approx - approx.max(1, keepdims=True)) / s)
+    d = eps if eps.ndim == 2 else 0.0
+    shifted = approx - approx.max(1, keepdims=True)
+    ex_hi, ex_lo = np.exp((shifted + d) / s), np.exp((shifted - d) / s)
+    eps_factor = np.exp(eps / s) if eps.ndim == 1 else np.ones(v)
     pos_hi, pos_lo = positional_odds(m.eqkp, s)
     pstar = np.max(m.pvou[:, None, :] - m.pvou[:, :, None], axis=0)  # [m, x]
     M = mu[None, :] - mu[:, None] + pstar
@@ -255,7 +325,8 @@ def tables(m: Model, approx: np.ndarray, eps: np.ndarray, mu: np.ndarray, delta_
     rmin = np.where(off, R, np.inf).min(1)
     T = m.evou.max(1)[:, None] - m.evou  # [t, m]
     wpre = np.maximum.accumulate(T, axis=0).T
-    return Tables(v, m.k, ex, np.exp(eps / s), pos_hi, pos_lo, M, R, rmax, rmin, wpre, delta_eu)
+    pos = (pos_hi, pos_lo)
+    return Tables(v, m.k, ex_hi, ex_lo, eps_factor, *pos, M, R, rmax, rmin, wpre, delta_eu)
 
 
 def case_grid(v: int, k: int):
@@ -281,15 +352,15 @@ def attention_bracket(t: Tables, gaps: np.ndarray):
     q, mm, c = case_grid(v, k)
     j = np.clip(mm - gaps, 0, v - 1)
     same = (q == mm).astype(int)
-    pmax = np.maximum.accumulate(t.ex, axis=1)[q, j]
-    pmin = np.minimum.accumulate(t.ex, axis=1)[q, j]
+    pmax = np.maximum.accumulate(t.ex_hi, axis=1)[q, j]
+    pmin = np.minimum.accumulate(t.ex_lo, axis=1)[q, j]
     with np.errstate(all="ignore"):
-        odds_hi = t.pos_hi[q, c, same] * pmax / t.ex[q, mm] * t.eps_factor[q]
-        odds_lo = t.pos_lo[q, c, same] * pmin / t.ex[q, mm] / t.eps_factor[q]
+        odds_hi = t.pos_hi[q, c, same] * pmax / t.ex_lo[q, mm] * t.eps_factor[q]
+        odds_lo = t.pos_lo[q, c, same] * pmin / t.ex_hi[q, mm] / t.eps_factor[q]
         a_lo, a_hi = 1 / (1 + odds_hi), 1 / (1 + odds_lo)
     # Where an exp is near underflow the checker's outward-rounded enclosure may be [0, tiny]:
     # give up the same information it must give up, so that every claimed case verifies.
-    tiny = t.ex[q, mm] < UNDERFLOW
+    tiny = t.ex_lo[q, mm] < UNDERFLOW
     a_lo = np.where(tiny | ~(odds_hi < 1 / UNDERFLOW), 0.0, a_lo)
     a_hi = np.where(tiny | (pmin < UNDERFLOW) | ~(t.pos_lo[q, c, same] < 1 / UNDERFLOW), 1.0, a_hi)
     all_max = (q == mm) & (c == 0)
@@ -333,8 +404,10 @@ def prove(
     c: Circuits,
     wide_peels: bool = False,
 ) -> Proof:
-    if name == "best-subcubic":
-        proofs = prove_all(config, weights, c, wide_peels=wide_peels)
+    """One variant, or an alias: the member variant proving the most inputs (the certificate's
+    options name the winner; ties go to the first in ``variant_names`` order)."""
+    if name in ALIASES:
+        proofs = prove_all(config, weights, c, alias_members(name), wide_peels)
         return max(proofs.values(), key=lambda p: p.correct_count)
     parse_variant(name)
     return prove_all(config, weights, c, [name], wide_peels)[name]
@@ -347,11 +420,12 @@ def prove_all(
     names: list[str] | None = None,
     wide_peels: bool = False,
 ) -> dict[str, Proof]:
-    """Proofs of the named variants (default all 100), sharing the search between them.
+    """Proofs of the named variants (default all), sharing the search between them.
 
     The peels use the paper's ranks (pair 1, 1; quad 2, 1, 1, 2). With ``wide_peels`` each
     variant also tries rank 8 on every factor and keeps whichever proves more: much tighter
     recursive (quadratic) variants, at a longer proof (the checker's peel work grows with rank).
+    The new ε options (``NEW_EPS``) use rank 8 on the outer factors, 2 on the inner ones.
     """
     from certify.strategies import subcubic_search as search
 
@@ -361,7 +435,8 @@ def prove_all(
     for eu, att, eps in variants:
         use_mean = att == "mean_query+diff"
         if eps not in errors:
-            widths = (False, True) if wide_peels and CHAIN[eps] != "none" else (False,)
+            widths = ("mid",) if eps in NEW_EPS else (False,)
+            widths += (True,) if wide_peels and CHAIN[eps] != "none" else ()
             errors[eps] = [error_terms(m, eps, search.peels(m, CHAIN[eps], w)) for w in widths]
         if eu == "svd_query+max_diff" and att not in centres:
             centres[att] = search_centres(m, use_mean, wide_peels)
@@ -380,6 +455,11 @@ def prove_all(
         }
         if eu == "svd_query+max_diff":
             witnesses["eu_centre"] = encode_array(centre)
+        if eps == "norm_recursive":
+            sigma = sigma_witness(peel(chain(m, "quad"), peels)[1])
+            witnesses["sigma"] = encode_array(np.array([sigma]))
+        if eu == "peel_query+norm":
+            witnesses["eu_peel"] = {"x": encode_array(centre[0]), "y": encode_array(centre[1])}
         if use_mean:
             witnesses["attention_mean"] = encode_array(abar)
         name = f"subcubic:{eu}/{att}/{eps}"
@@ -388,14 +468,22 @@ def prove_all(
             correct_count=int(count),
             options={"eu": eu, "attention": att, "eps": eps},
             witnesses=witnesses,
-            lemmas={"eps": encode_array(err), "proved": encode_array(proved.astype(np.int64))},
+            lemmas={
+                "eps": encode_array(eps_lemma(err)),
+                "proved": encode_array(proved.astype(np.int64)),
+            },
             report={"variant": name, "bound": encode_number(int(count))},
         )
     return out
 
 
+def eps_lemma(err: np.ndarray) -> np.ndarray:
+    """The ε lemma [v]: ε itself, or 2 max_t δ[q,t] ≥ the row range for per-entry δ [v, v]."""
+    return err if err.ndim == 1 else 2 * err.max(1) * (1 + EPS_SLACK)
+
+
 def error_terms(m: Model, eps: str, peels) -> tuple[list, np.ndarray, np.ndarray]:
-    """(peels, approx, ε lemma): the checker's ε inflated by EPS_SLACK."""
+    """(peels, approx, ε or δ): the checker's ε (δ for the norm options) inflated by EPS_SLACK."""
     approx, err = attention_error(m, eps, peels)
     return peels, approx, err * (1 + EPS_SLACK) + EPS_SLACK * (1 + np.abs(approx).max())
 
@@ -406,7 +494,9 @@ def evaluate(m: Model, eu: str, use_mean: bool, peels, approx, err, centre):
 
     if eu == "svd_query+max_diff" and centre is None:
         centre = m.Eq.mean(0)
-    t = tables(m, approx, err, *direct_path(m, eu, centre))
+    if eu == "peel_query+norm" and centre is None:
+        centre = search.eu_peel(m)
+    t = tables(m, approx, err, *direct_path(m, eu, centre, centre))
     return search.gaps_and_means(t, use_mean), peels, approx, err, centre, t
 
 

@@ -20,32 +20,42 @@ import numpy as np
 from certify.strategies import subcubic as sc
 
 MAX_RANK = 8  # the checker's MAX_PEEL_RANK
+EU_RANK = 16  # the checker's MAX_EU_RANK
 
 
 def _left(a: np.ndarray, r: int) -> np.ndarray:
     return np.linalg.svd(a, full_matrices=False)[0][:, :r]
 
 
-def peels(m: sc.Model, kind: str, wide: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+def peels(m: sc.Model, kind: str, wide: bool | str = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """[(X_i, Y_i)] with F_i⊥ = F_i - X_i Y_i^T for each factor of the chain: the paper's ranks
-    (pair 1, 1; quad 2, 1, 1, 2) or, if ``wide``, the checker's maximum rank on every factor."""
+    (pair 1, 1; quad 2, 1, 1, 2), or ``"mid"`` (pair 8, 8; quad 8, 2, 2, 8: the outer factors
+    carry the vocabulary directions), or if ``wide`` the checker's maximum rank on every factor."""
     if kind == "none":
         return []
     eqke = m.eqke
     u_svd, _, vt = np.linalg.svd(eqke - eqke.mean(1, keepdims=True), full_matrices=False)
-    r = MAX_RANK if wide else 1
+    outer, inner = {"mid": (MAX_RANK, 2), True: (MAX_RANK, MAX_RANK)}.get(wide, (2, 1))
     if kind == "pair":
+        r = 1 if outer == 2 else MAX_RANK
         A, B = sc.chain(m, "pair")
         u, w = u_svd[:, :r], vt[:r].T  # query directions (vocab) and size directions (vocab)
         return [(u, A.T @ u), (B @ w, w)]
     F1, F2, F3, F4 = m.F
     u, w = u_svd[:, :1], vt[:1].T
-    r = MAX_RANK if wide else 2
-    X1 = np.hstack([u, _left(F1 - u @ (u.T @ F1), r - 1)])
-    Y4 = np.hstack([w, _left((F4 - (F4 @ w) @ w.T).T, r - 1)])
-    r = MAX_RANK if wide else 1
-    x2, x3 = _left(F2, r), _left(F3, r)
+    X1 = np.hstack([u, _left(F1 - u @ (u.T @ F1), outer - 1)])
+    Y4 = np.hstack([w, _left((F4 - (F4 @ w) @ w.T).T, outer - 1)])
+    x2, x3 = _left(F2, inner), _left(F3, inner)
     return [(X1, F1.T @ X1), (x2, F2.T @ x2), (x3, F3.T @ x3), (F4 @ Y4, Y4)]
+
+
+def eu_peel(m: sc.Model) -> tuple[np.ndarray, np.ndarray]:
+    """(X, Y) = (V, V): the top right singular vectors of the centred E_q at the checker's maximum
+    EU rank (16), so C P with P = V V^T keeps C's largest directions and the residual is small."""
+    vt = np.linalg.svd(m.Eq - m.Eq.mean(0), full_matrices=False)[2][
+        : max(1, min(EU_RANK, m.Eq.shape[1] // 2))
+    ]
+    return vt.T, vt.T
 
 
 def eu_centres(m: sc.Model) -> list[np.ndarray]:

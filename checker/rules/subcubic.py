@@ -1,4 +1,7 @@
-"""Sub-cubic rule: 100 variants = 5 EU × 2 attention × 10 ε options (docs/strategies.md).
+"""Sub-cubic rule: 144 variants = 6 EU × 2 attention × 12 ε options (docs/strategies.md): the
+paper's 100 and those using one of three options beyond it, ``norm_recursive``/``norm_subproduct``
+(per-entry Cauchy–Schwarz bounds |Err[q,t]| ≤ δ[q,t], scores boxed entrywise) and
+``peel_query+norm`` (rank-r EU peel, residual by row norms).
 
 Cases (q, m, c) with gap g = gaps[q, m, c]: query q ≤ m, max m, c non-max tokens (the query
 counted when q < m), all non-max tokens ≤ m - g. A case the certificate claims (lemmas.proved)
@@ -12,6 +15,7 @@ is accepted iff the sound upper bound on max_{x≠m} logit[x] - logit[m] is cert
 3. The bound is convex in that attention, so both ends are evaluated; mean+diff uses the
    sign-aware correction max((a - ā) R_max, (a - ā) R_min).
 4. The count is exact: C(k-1, c') (m - g + 1)^c' inputs per accepted case.
+Only the claimed cases are evaluated. Float FLOPs are counted per operation (arith.Counted).
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ import flint
 import numpy as np
 
 from checker.arith import (
+    Counted,
     ball,
     ball_bounds,
+    counted,
     down,
     down0,
     enclose_matrix,
     exact_matrix,
-    iv_mul,
     nearest_float,
     up,
 )
@@ -43,6 +48,7 @@ EU_OPTIONS = (
     "max_diff",
     "max_diff_exact",
     "global_max_diff_exact",
+    "peel_query+norm",
 )
 ATTENTION_OPTIONS = ("mean_query+diff", "drop_average_query_per_output_logit_reasoning")
 EPS_CHAIN = {
@@ -51,18 +57,29 @@ EPS_CHAIN = {
     "max_diff_subproduct_recursive": "quad", "mean+max_diff_subproduct_recursive": "quad",
     "mean_recursive+max_diff_subproduct_recursive": "quad",
     "exact_EQKE+max_diff_exact": "none", "max_diff_exact": "pair",
+    "norm_recursive": "quad", "norm_subproduct": "quad",
 }  # fmt: skip
-MAX_PEEL_RANK = 8
+MAX_PEEL_RANK = 8  # EQKE factor peels
+MAX_EU_RANK = 16  # the EU peel of peel_query+norm (and at most d_model / 2: low rank)
 
 Mat = flint.fmpq_mat
 
 
 def check(cert: Certificate, work: Work) -> RuleResult:
+    """The rule; float FLOPs are counted per operation by ``Counted`` and added at the end."""
+    start = Counted.flops
+    try:
+        return check_counted(cert, work)
+    finally:
+        work.add(Counted.flops - start)
+
+
+def check_counted(cert: Certificate, work: Work) -> RuleResult:
     eu, att, eps_option = options(cert)
     v, k = cert.config.d_vocab, cert.config.n_ctx
     w = Weights(cert, work)
     wit, lem = cert.witnesses, cert.lemmas
-    approx, eps = attention_error(w, eps_option, wit.get("peels", []), work)
+    approx, eps, delta = attention_error(w, eps_option, wit, work)
     claimed_eps = array(lem, "eps", (v,), "lemmas.")
     for q in range(v):
         if not eps[q] <= flint.fmpq(*float(claimed_eps[q]).as_integer_ratio()):
@@ -74,12 +91,12 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     abar = np.zeros((v, k))
     if att == "mean_query+diff":
         abar = array(wit, "attention_mean", (v, k))
-    a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, work)
-    bound = logit_bound(w, eu, wit, gaps, abar, a_lo, a_hi, work)
-    ok = valid_cases(v, k, gaps) & (bound < 0)
-    bad = np.argwhere((proved == 1) & ~ok)
+    cases = np.nonzero(proved == 1)  # only the claimed cases need checking
+    a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, cases, work, delta)
+    bound = logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work)
+    bad = np.flatnonzero(~valid_cases(v, k, gaps)[cases] | ~(bound < 0))
     if len(bad):
-        q, m, c = bad[0]
+        q, m, c = (int(x[bad[0]]) for x in cases)
         return RuleResult(0, f"lemmas.proved[{q},{m},{c}]: case not proved (bound not < 0)")
     report = {
         "unexplained_dims": unexplained_dims(eu, eps_option, v, cert.config.d_model),
@@ -131,6 +148,19 @@ def chain(w: Weights, kind: str) -> list[Mat]:
     return [w.mul(quad[0], quad[1]), w.mul(quad[2], quad[3])] if kind == "pair" else quad
 
 
+def low_rank(p: object, where: str, rows: int, cols: int, top: int = MAX_PEEL_RANK):
+    """(X, Y^T) exact from a witness {"x": [rows, r], "y": [cols, r]}, 1 ≤ r ≤ top."""
+    if not isinstance(p, dict) or set(p) != {"x", "y"}:
+        raise FormatError(f"{where}: expected exactly x, y")
+    validate(p["x"], SCHEMA["$defs"]["array"], where + ".x")  # the rank, before decoding
+    r = tuple(p["x"]["shape"])[-1:]
+    r = r[0] if r and 1 <= r[0] <= top else 0
+    if r == 0:
+        raise FormatError(f"{where}.x: shape must be [rows, r] with 1 <= r <= {top}")
+    x = exact_matrix(array(p, "x", (rows, r), where + "."))
+    return x, exact_matrix(array(p, "y", (cols, r), where + ".")).transpose()
+
+
 def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
     """(EQKE - Π F_i⊥, [F_i⊥]). Telescoping, exact:  Π F_i - Π F_i⊥ =
     Σ_i (F_1⊥ ⋯ F_{i-1}⊥ X_i)(Y_i^T F_{i+1} ⋯ F_n), each term computed right-to-left or
@@ -139,16 +169,9 @@ def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
         raise FormatError(f"witnesses.peels: expected a list of {len(factors)} objects")
     xs, ys = [], []
     for i, (F, p) in enumerate(zip(factors, peels, strict=True)):
-        where = f"witnesses.peels[{i}]."
-        if not isinstance(p, dict) or set(p) != {"x", "y"}:
-            raise FormatError(f"{where[:-1]}: expected exactly x, y")
-        validate(p["x"], SCHEMA["$defs"]["array"], where + "x")  # the rank, before decoding
-        r = tuple(p["x"]["shape"])[-1:]
-        r = r[0] if r and 1 <= r[0] <= MAX_PEEL_RANK else 0
-        if r == 0:
-            raise FormatError(f"{where}x: shape must be [rows, r] with 1 <= r <= {MAX_PEEL_RANK}")
-        xs.append(exact_matrix(array(p, "x", (F.nrows(), r), where)))
-        ys.append(exact_matrix(array(p, "y", (F.ncols(), r), where)).transpose())
+        x, y = low_rank(p, f"witnesses.peels[{i}]", F.nrows(), F.ncols())
+        xs.append(x)
+        ys.append(y)
     perp = [F - w.mul(X, Y) for F, X, Y in zip(factors, xs, ys, strict=True)]
     w.work.add(sum(F.nrows() * F.ncols() for F in factors))
     approx = Mat(factors[0].nrows(), factors[-1].ncols())
@@ -201,33 +224,92 @@ def range_bound(w: Weights, factors: list[Mat], mean_levels: range) -> list:
     return rho
 
 
-def spectral_eps(w: Weights, a: Mat, b: Mat) -> list:
-    """ε[q] = √2 ‖A⊥[q,:]‖ σ̄ ≥ max_ij |A⊥[q,:] B⊥ (e_i - e_j)|, σ̄ = tr(G^8)^(1/16) ≥ σ1(B⊥),
-    G = B⊥ B⊥^T ⪰ 0: tr(G^8) = Σ λ^8 ≥ λ_max^8 and ‖G^4‖_F² = tr(G^8). Exact, then arb √."""
+def sigma_bound(w: Weights, b: Mat) -> flint.arb:
+    """σ̄ = tr(G^8)^(1/16) ≥ σ1(b), G = b b^T ⪰ 0: tr(G^8) = Σ λ^8 ≥ λ_max^8 = σ1^16 and
+    ‖G^4‖_F² = tr(G^8). Exact squarings, then arb roots."""
     g = w.mul(b, b.transpose())
     g2 = w.mul(g, g)
     g4 = w.mul(g2, g2)
     sigma = ball(sum(x * x for x in g4.entries()))
+    w.work.add(2 * g4.nrows() ** 2 + 4)
     for _ in range(4):
         sigma = sigma.sqrt()
+    return sigma
+
+
+def sigma_witnessed(w: Weights, g: Mat, claim: float) -> flint.arb:
+    """σ1(g) ≤ claim if claim² I - g g^T is proved positive definite: a Cholesky factorisation in
+    arb (balls contain the exact values at every step) with every pivot certainly > 0 (Sylvester).
+    O(d³/3) after g g^T; a witness that fails falls back to ``sigma_bound`` (sound either way)."""
+    h, n = w.mul(g, g.transpose()), g.nrows()
+    c2 = flint.arb(claim) * flint.arb(claim)
+    a = [[(c2 if i == j else 0) - ball(h[i, j]) for j in range(n)] for i in range(n)]
+    w.work.add(n**3 // 3 + 2 * n * n)
+    for j in range(n):
+        for i in range(j, n):
+            a[i][j] -= sum((a[i][p] * a[j][p] for p in range(j)), flint.arb(0))
+            if i == j and not a[j][j] > 0:
+                return sigma_bound(w, g)
+            a[i][j] = a[j][j].sqrt() if i == j else a[i][j] / a[j][j]
+    return flint.arb(claim)
+
+
+def row_norms(w: Weights, a: Mat) -> list:
+    """Arb balls ⊇ the Euclidean norm of each row of a."""
     e, c = a.entries(), a.ncols()
-    w.work.add(2 * a.nrows() * a.ncols() + 2 * g4.nrows() ** 2)
-    norms = [ball(sum(x * x for x in e[i * c : (i + 1) * c])).sqrt() for i in range(a.nrows())]
-    root2 = flint.arb(2).sqrt()
-    return [flint.fmpq(*ball_bounds(root2 * n * sigma)[1].as_integer_ratio()) for n in norms]
+    w.work.add(2 * a.nrows() * a.ncols())
+    return [ball(sum(x * x for x in e[i * c : (i + 1) * c])).sqrt() for i in range(a.nrows())]
 
 
-def attention_error(w: Weights, option: str, peels: list, work: Work) -> tuple[Mat, list]:
-    """(approx [v, v] exact, ε [v]) with |Err[q,i] - Err[q,j]| ≤ ε[q], Err = EQKE - approx."""
+def spectral_eps(w: Weights, a: Mat, b: Mat) -> list:
+    """ε[q] = √2 ‖A⊥[q,:]‖ σ̄(B⊥) ≥ max_ij |A⊥[q,:] B⊥ (e_i - e_j)| (Cauchy–Schwarz)."""
+    sigma, root2 = sigma_bound(w, b), flint.arb(2).sqrt()
+    return [upper_q(root2 * n * sigma) for n in row_norms(w, a)]
+
+
+def upper_q(b: flint.arb) -> flint.fmpq:
+    return fmpq_at_least(ball_bounds(b)[1])
+
+
+def fmpq_at_least(x: float) -> flint.fmpq:
+    """x exactly, or 2^1100 (above every float) if x is not finite."""
+    return flint.fmpq(*x.as_integer_ratio()) if np.isfinite(x) else flint.fmpq(2) ** 1100
+
+
+def norm_delta(w: Weights, p: list[Mat], subproduct: bool, wit: dict) -> np.ndarray:
+    """δ[q,t] ≥ |Err[q,t]|, Err = F1⊥ G F4⊥ with G = F2⊥ F3⊥ [(d+1) × (d+1)], per entry by
+    Cauchy–Schwarz: |F1⊥[q] G F4⊥[:,t]| ≤ ‖F1⊥[q]‖ σ1(G) ‖F4⊥[:,t]‖ (norm_recursive, O(vd + d³),
+    σ1(G) ≤ the witness σ, proved by ``sigma_witnessed``) or ≤ ‖(F1⊥ G)[q]‖ ‖F4⊥[:,t]‖
+    (norm_subproduct, O(v d²)). A row factor times a column factor: floats rounded up."""
+    g = w.mul(p[1], p[2])
+    cols = row_norms(w, p[3].transpose())
+    if subproduct:
+        rows = row_norms(w, w.mul(p[0], g))
+    else:
+        sigma = array(wit, "sigma", (1,))[0]
+        if not (np.isfinite(sigma) and sigma > 0):
+            raise FormatError("witnesses.sigma: must be a positive finite number")
+        sigma = sigma_witnessed(w, g, sigma)
+        rows = [x * sigma for x in row_norms(w, p[0])]
+    r, c = (counted(np.array([ball_bounds(x)[1] for x in y])) for y in (rows, cols))
+    return np.nan_to_num(up(r[:, None] * c[None, :]), nan=np.inf)  # inf · 0: no information
+
+
+def attention_error(w: Weights, option: str, wit: dict, work: Work):
+    """(approx [v, v] exact, ε [v], δ [v, v] or None): |Err[q,i] - Err[q,j]| ≤ ε[q] and, for the
+    norm options, |Err[q,t]| ≤ δ[q,t] (then ε[q] = 2 max_t δ[q,t]), Err = EQKE - approx."""
     kind = EPS_CHAIN[option]
     factors = chain(w, "pair" if kind == "none" else kind)
     if kind == "none":
-        return w.mul(*factors), [flint.fmpq(0)] * w.E.nrows()
-    approx, perp = peel(w, factors, peels)
+        return w.mul(*factors), [flint.fmpq(0)] * w.E.nrows(), None
+    approx, perp = peel(w, factors, wit.get("peels", []))
+    if option.startswith("norm_"):
+        delta = norm_delta(w, perp, option == "norm_subproduct", wit)
+        return approx, [fmpq_at_least(float(up(2 * x))) for x in delta.max(1)], delta
     if option == "svd":
-        return approx, spectral_eps(w, *perp)
+        return approx, spectral_eps(w, *perp), None
     if option == "max_diff_exact":
-        return approx, row_ranges(w.mul(*perp))
+        return approx, row_ranges(w.mul(*perp)), None
     mean = (
         range(len(perp))
         if option.startswith("mean_recursive")
@@ -241,22 +323,23 @@ def attention_error(w: Weights, option: str, peels: list, work: Work) -> tuple[M
             [w.mul(w.mul(p[0], p[1]), p[2]), p[3]],
         ]
         bounds = [range_bound(w, f, mean) for f in splits]
-        return approx, [min(b) for b in zip(*bounds, strict=True)]
-    return approx, range_bound(w, perp, mean)
+        return approx, [min(b) for b in zip(*bounds, strict=True)], None
+    return approx, range_bound(w, perp, mean), None
 
 
 # --- step 2: the attention bracket ---------------------------------------------------------
 
 
 def exp_bounds(values: list, shifts: list, per_row: int, inv_s: flint.arb, work: Work):
-    """Floats lo ≤ exp((x - shift)/s) ≤ hi (arb), as arrays of len(values)."""
+    """Floats lo ≤ exp((x - shift)/s) ≤ hi (arb; x rational or float, exact either way)."""
     lo, hi = np.empty(len(values)), np.empty(len(values))
     for i, x in enumerate(values):
-        lo[i], hi[i] = ball_bounds(((ball(x) - ball(shifts[i // per_row])) * inv_s).exp())
+        b = flint.arb(x) if isinstance(x, float) else ball(x)
+        lo[i], hi[i] = ball_bounds(((b - ball(shifts[i // per_row])) * inv_s).exp())
         if i % 4096 == 0:
             work.tick("subcubic exp", i, len(values))
     work.add(3 * len(values))
-    return np.maximum(lo, 0.0), hi
+    return counted(np.maximum(lo, 0.0)), counted(hi)
 
 
 def prefix_sums(x: np.ndarray, rnd) -> np.ndarray:
@@ -272,7 +355,8 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     """[q, c, same]: bounds on Σ_{non-max slots} e^{π/s} / Σ_{max slots} e^{π/s} over every
     placement (same = q is the max). Non-query slots are interchangeable: sums of the c largest
     upper bounds / n smallest lower bounds bound every placement. Query slot: π = 0."""
-    eqkp = w.eqkp()  # (E_q Q + b_Q)(P K)^T, exact
+    pk = w.mul(w.P, w.K).transpose()  # EQKP = E_q (Q (P K)^T) + b_Q (P K)^T: the cheap order
+    eqkp = w.mul(w.Eq, w.mul(w.Q, pk)) + broadcast_row(w.mul(w.bQ, pk), w.Eq.nrows())
     v, k = eqkp.nrows(), eqkp.ncols()
     e = eqkp.entries()
     lo, hi = exp_bounds(e, [e[i * k + k - 1] for i in range(v)], k, inv_s, work)
@@ -286,37 +370,46 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     c = np.arange(1, k)
     odds_hi[:, 1:, 0] = up(up(hi[:, -1:] + top[:, c - 1]) / bot[:, k - c])
     odds_lo[:, 1:, 0] = down0(down0(lo[:, -1:] + bot[:, c - 1]) / top[:, k - c])
-    work.add(8 * v * k)
     return odds_hi, odds_lo
 
 
-def attention_bracket(w: Weights, approx: Mat, eps: np.ndarray, gaps: np.ndarray, work: Work):
-    """α_lo ≤ α ≤ α_hi, α = total attention on copies of m, for every input of each case.
+def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, delta=None):
+    """α_lo ≤ α ≤ α_hi, α = total attention on copies of m, for every input of each case
+    (q, m, c) in ``cases`` (three index arrays).
 
     α = 1/(1 + N/M) with N/M = Σ_non e^{(EQKE[q,t]-EQKE[q,m])/s} e^{π/s} / Σ_max e^{π/s}, and for
     every non-max t ≤ m - g:  EQKE[q,t] - EQKE[q,m] ≤ max_{t'≤m-g} approx[q,t'] - approx[q,m] + ε[q]
     (and ≥ the min version - ε[q]). exp is monotone, so the prefix max/min of e^{approx/s} bound
-    e^{max/s}, e^{min/s}. Rows are shifted by their max first (exact) to avoid overflow."""
-    v, k = gaps.shape[1], gaps.shape[2]
+    e^{max/s}, e^{min/s}. Rows are shifted by their max first (exact) to avoid overflow.
+    With per-entry bounds |Err[q,t]| ≤ δ[q,t] (norm options) the same holds with the scores
+    boxed entrywise, approx - δ ≤ EQKE ≤ approx + δ: the non-max tokens at their upper ends and
+    the max at its lower end give the least attention on the max (the box's worst vertex), the
+    reverse the most; then ε is not needed."""
+    v = gaps.shape[1]
     inv_s = 1 / flint.arb(w.Q.ncols()).sqrt()
     e = approx.entries()
     shifts = [max(e[i * v : (i + 1) * v]) for i in range(v)]
-    ex_lo, ex_hi = (x.reshape(v, v) for x in exp_bounds(e, shifts, v, inv_s, work))
-    _, ee_hi = exp_bounds(
-        [flint.fmpq(*float(x).as_integer_ratio()) for x in eps], [0] * v, 1, inv_s, work
-    )
+    if delta is None:
+        ex_lo, ex_hi = (x.reshape(v, v) for x in exp_bounds(e, shifts, v, inv_s, work))
+        _, ee_hi = exp_bounds([fmpq_at_least(float(x)) for x in eps], [0] * v, 1, inv_s, work)
+    else:  # ex_hi ≥ e^{(approx + δ)/s}, ex_lo ≤ e^{(approx - δ)/s} (shifted)
+        lo, hi = enclose_matrix(approx)
+        ex_hi = exp_bounds(up(hi + delta).ravel().tolist(), shifts, v, inv_s, work)[1]
+        ex_lo = exp_bounds(down(lo - delta).ravel().tolist(), shifts, v, inv_s, work)[0]
+        ex_hi, ex_lo = ex_hi.reshape(v, v), ex_lo.reshape(v, v)
     pos_hi, pos_lo = positional_odds(w, inv_s, work)
-    q, m, c = np.ogrid[:v, :v, :k]
-    j = np.clip(m - gaps, 0, v - 1)
+    q, m, c = cases
+    j = np.clip(m - gaps[cases], 0, v - 1)
     same = (q == m).astype(int)
     pmax = np.maximum.accumulate(ex_hi, axis=1)[q, j]
     pmin = np.minimum.accumulate(ex_lo, axis=1)[q, j]
     with np.errstate(all="ignore"):
-        odds_hi = up(up(up(pos_hi[q, c, same] * pmax) / ex_lo[q, m]) * ee_hi[q])
-        odds_lo = down0(down0(down0(pos_lo[q, c, same] * pmin) / ex_hi[q, m]) / ee_hi[q])
+        odds_hi = up(up(pos_hi[q, c, same] * pmax) / ex_lo[q, m])
+        odds_lo = down0(down0(pos_lo[q, c, same] * pmin) / ex_hi[q, m])
+        if delta is None:  # the row's ε factor e^{ε/s} (the per-entry box needs none)
+            odds_hi, odds_lo = up(odds_hi * ee_hi[q]), down0(odds_lo / ee_hi[q])
         a_lo, a_hi = down(1 / up(1 + odds_hi)), up(1 / down(1 + odds_lo))
     all_max = (q == m) & (c == 0)
-    work.add(16 * v * v * k)
     a_lo = np.where(all_max, 1.0, np.clip(np.nan_to_num(a_lo, nan=0.0), 0.0, 1.0))
     return a_lo, np.where(all_max, 1.0, np.clip(np.nan_to_num(a_hi, nan=1.0), 0.0, 1.0))
 
@@ -328,11 +421,14 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
     """(μ_hi - μ_lo[m] as [m, x], ΔEU [q, m, 1]): EU[q,x] - EU[q,m] ≤ μ[x] - μ[m] + ΔEU.
 
     Centre e (mean / witness / 0): EU[q,x] - EU[q,m] = (eU)[x] - (eU)[m] + (E_q[q] - e)·(U[:,x]
-    - U[:,m]) and |U[j,x] - U[j,m]| ≤ range_j(U). Exact options: μ = 0 and ΔEU from EU itself."""
+    - U[:,m]) and |U[j,x] - U[j,m]| ≤ range_j(U). Exact options: μ = 0 and ΔEU from EU itself.
+    peel_query+norm: e = mean row and a witness P = X Y^T [d, d] of rank r ≤ min(16, d/2)
+    split C = E_q - e exactly as C P + R; ΔEU[q,m] = max_x L[q,x] - L[q,m] + min(Σ_j |R[q,j]|
+    range_j(U), ‖R[q]‖ (max_x ‖U[:,x] - u‖ + ‖U[:,m] - u‖)), L = (C X)(Y^T U) (inner dimension
+    r, O(r v²)), u the mean column of U (Cauchy–Schwarz and the triangle inequality)."""
     v, d = w.Eq.nrows(), w.Eq.ncols()
     if eu.endswith("exact"):
         lo, hi = enclose_matrix(w.mul(w.Eq, w.U))
-        work.add(2 * v * v)
         delta = (
             up(hi.max(1)[:, None] - lo)
             if eu == "max_diff_exact"
@@ -340,20 +436,38 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
         )
         return np.zeros((v, v)), delta[:, :, None]
     centre = Mat(1, d)
-    if eu.startswith("mean"):
+    if eu.startswith(("mean", "peel")):
         centre = Mat(1, v, [1] * v) * w.Eq / v
     elif eu.startswith("svd"):
         centre = exact_matrix(array(wit, "eu_centre", (d,)))
     mu_lo, mu_hi = enclose_matrix(w.mul(centre, w.U))
-    slack = abs_dot(w.Eq - broadcast_row(centre, v), row_ranges(w.U))
+    spread = row_ranges(w.U)
+    resid = w.Eq - broadcast_row(centre, v)
+    low = np.zeros((v, v))
+    if eu.startswith("peel"):
+        x, yt = low_rank(
+            wit.get("eu_peel"), "witnesses.eu_peel", d, d, max(1, min(MAX_EU_RANK, d // 2))
+        )
+        cx = w.mul(resid, x)
+        l_lo, l_hi = enclose_matrix(w.mul(cx, w.mul(yt, w.U)))
+        low = up(l_hi.max(1)[:, None] - l_lo)
+        resid = resid - w.mul(cx, yt)
+        work.add(v * d)
+        ut = w.U.transpose()
+        un = row_norms(w, ut - broadcast_row(w.mul(Mat(1, v, [1] * v), ut) / v, v))
+        un = counted(np.array([ball_bounds(b)[1] for b in un]))
+        rn = counted(np.array([ball_bounds(b)[1] for b in row_norms(w, resid)]))
+    slack = abs_dot(resid, spread)
     work.add(4 * v * d)
-    delta = up(np.array([nearest_float(x) for x in slack]))
-    return up(mu_hi - mu_lo[0][:, None]), np.broadcast_to(delta[:, None, None], (v, v, 1))
+    delta = up(counted(np.array([nearest_float(x) for x in slack])))[:, None]
+    if eu.startswith("peel"):
+        delta = up(low + np.minimum(delta, up(rn[:, None] * up(un.max() + un[None, :]))))
+    return up(mu_hi - mu_lo[0][:, None]), np.broadcast_to(delta[:, :, None], (v, v, 1))
 
 
 @np.errstate(all="ignore")
-def logit_bound(w, eu, wit, gaps, abar, a_lo, a_hi, work: Work) -> np.ndarray:
-    """Upper bound on max_{x≠m} logit[x] - logit[m] for every input of each case.
+def logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work: Work) -> np.ndarray:
+    """Upper bound on max_{x≠m} logit[x] - logit[m] for every input of each case in cases.
 
     For attention α on the m copies: logit[x] - logit[m] ≤ L(α) := max_x(M[x] + α R[x]) +
     (1 - α) W + ΔEU, with M = μ_c + PVOU* (PVOU*[x] = max_i PVOU[i,x] - PVOU[i,m]; Σ a_i = 1),
@@ -370,20 +484,25 @@ def logit_bound(w, eu, wit, gaps, abar, a_lo, a_hi, work: Work) -> np.ndarray:
     pstar = np.max(up(pv_hi[:, None, :] - pv_lo[:, :, None]), axis=0)
     M = np.where(diag, -np.inf, up(mu + pstar))
     r = (down(ev_lo - np.diag(ev_hi)[:, None]), up(ev_hi - np.diag(ev_lo)[:, None]))
-    rmax = tuple(np.where(diag, -np.inf, x).max(1)[None, :, None] for x in r)
-    rmin = tuple(np.where(diag, np.inf, x).min(1)[None, :, None] for x in r)
-    prod = iv_mul((abar[:, :, None], abar[:, :, None]), (r[0][:, None], r[1][:, None]))[1]
-    f = np.max(up(M[:, None, :] + prod), axis=2)[None]  # [1, m, c]
+    r_hi = np.where(diag, -np.inf, r[1]).max(1)  # ≥ R_max (≥ R_min)
+    r_lo = np.where(diag, np.inf, r[0]).min(1)  # ≤ R_min (≤ R_max)
+    q, m, c = cases
+    fm, fc = np.divmod(np.unique(m * k + c), k)  # the claimed (m, c): f(ā) there only
+    ab = abar[fm, fc][:, None]
+    f = np.full((v, k), np.nan)
+    f[fm, fc] = up(M[fm] + up(np.where(ab >= 0, r[1][fm], r[0][fm]) * ab)).max(1)  # ā R[x]
     wpre = np.maximum.accumulate(up(ev_hi.max(1)[:, None] - ev_lo), axis=0).T  # [m, j]
-    m = np.arange(v)[None, :, None]
-    wt = wpre[m, np.clip(m - gaps, 0, v - 1)]
-    work.add(8 * v * v * k + 6 * k * v * v)
+    wt, ab = wpre[m, np.clip(m - gaps[cases], 0, v - 1)], abar[m, c]
+
+    hi_pos, lo_pos, base = (r_hi >= 0)[m], (r_lo >= 0)[m], up(f[m, c] + delta_eu[q, m, 0])
 
     def at(a: np.ndarray) -> np.ndarray:
-        d = (down(a - abar[None]), up(a - abar[None]))
-        corr = np.maximum(iv_mul(d, rmax)[1], iv_mul(d, rmin)[1])
-        tail = iv_mul((down(1 - a), up(1 - a)), (wt, wt))[1]
-        return up(up(up(f + corr) + tail) + delta_eu)
+        # (a - ā) R, R in [r_lo, r_hi], a - ā in [d0, d1]: max over d of d R at d1 if R ≥ 0
+        d = a - ab
+        d0, d1 = down(d), up(d)
+        corr = np.maximum(np.where(hi_pos, d1, d0) * r_hi[m], np.where(lo_pos, d1, d0) * r_lo[m])
+        t = 1 - a  # (1 - a) W ≤ (1 - a) wt as 1 - a ≥ 0, W ≤ wt; then linear in 1 - a
+        return up(up(base + up(corr)) + up(np.where(wt >= 0, up(t), down(t)) * wt))
 
     return np.maximum(at(a_lo), at(a_hi))
 
@@ -410,7 +529,9 @@ def count(v: int, k: int, gaps: np.ndarray, accepted: np.ndarray) -> int:
 def unexplained_dims(eu: str, eps: str, v: int, d: int) -> int:
     """EU term + ε term + v (PVOU) + v² (EVOU): docs/strategies.md, last section."""
     eu_term = {"max_diff": v * d + 2, "max_diff_exact": 2 * v, "global_max_diff_exact": 2}
+    eu_term["peel_query+norm"] = 2 * v * d + 2 * v  # C P U's factors; ‖R[q]‖ and ‖U[:,x] - u‖
     eps_term = {"svd": 2 * v, "exact_EQKE+max_diff_exact": v * v, "max_diff_exact": 4 * v}
+    eps_term |= {"norm_recursive": 2 * v + 1, "norm_subproduct": 2 * v + 1}  # ‖·‖ rows, cols, σ
     mean = v if eps.startswith("mean") else 0
     return eu_term.get(eu, v + v * d + 2) + eps_term.get(eps, 2 * v + 2 * d + mean) + v + v * v
 
