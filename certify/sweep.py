@@ -189,8 +189,7 @@ def strategy_task(
     """
     if multiprocessing.current_process().daemon:
         return _detached(spec, model_path, strategy, certs_dir)
-    safe = strategy.replace(":", "-").replace("/", "_")
-    cert = Path(certs_dir) / f"{spec.stem}.{safe}.cert.json"
+    cert = Path(certs_dir) / f"{spec.stem}.{_safe(strategy)}.cert.json"
     row = {**asdict(spec), "strategy": strategy, "total": str(spec.total)}
     return row | prove_and_check(model_path, strategy, cert)
 
@@ -198,7 +197,6 @@ def strategy_task(
 def prove_and_check(model_path: str | Path, strategy: str, cert: Path) -> dict[str, Any]:
     """Run the prover, write its certificate to ``cert``, check it: result columns."""
     try:
-        from certify.certificate import build, provenance, write
         from certify.circuits import circuits
         from certify.model import load
         from certify.strategies import prove
@@ -206,15 +204,73 @@ def prove_and_check(model_path: str | Path, strategy: str, cert: Path) -> dict[s
         config, weights = load(model_path)
         start = time.perf_counter()
         proof = prove(strategy, config, weights, circuits(config, weights))
-        row: dict[str, Any] = {"prover_seconds": time.perf_counter() - start}
-        row["prover_report"] = json.dumps(proof.report, default=_plain)
-        cert.parent.mkdir(parents=True, exist_ok=True)
-        write(build(config, weights, proof, provenance(model_path)), cert)
-        row["certificate"] = str(cert)
+        seconds = time.perf_counter() - start
     except Exception as err:  # a prover bug is recorded, not fatal to the sweep
         return {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
-    dims = paper_dims(config.d_vocab, config.n_ctx, strategy)
+    return {"prover_seconds": seconds} | write_and_check(config, weights, proof, model_path, cert)
+
+
+def write_and_check(config, weights, proof, model_path: str | Path, cert: Path) -> dict[str, Any]:
+    """Write ``proof``'s certificate to ``cert`` and check it: result columns."""
+    try:
+        from certify.certificate import build, provenance, write
+
+        cert.parent.mkdir(parents=True, exist_ok=True)
+        write(build(config, weights, proof, provenance(model_path)), cert)
+    except Exception as err:
+        return {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
+    row = {"prover_report": json.dumps(proof.report, default=_plain), "certificate": str(cert)}
+    dims = paper_dims(config.d_vocab, config.n_ctx, proof.strategy)
     return row | checker_row(run_checker(cert), dims)
+
+
+def family_task(
+    spec: ModelSpec, model_path: str, names: list[str], certs_dir: str
+) -> list[dict[str, Any]]:
+    """The sub-cubic variants and aliases among ``names``, for one model, in one task: one shared
+    search (``prove_all``) instead of one per variant, and each alias taken from its members'
+    proofs exactly as ``certify emit --strategy ALIAS`` chooses (most inputs claimed, first in
+    ``variant_names`` order on a tie), its certificate the winner's. One results row per name;
+    a prover failure becomes an error row for every name."""
+    from certify.strategies import ALIASES
+    from certify.strategies.subcubic import alias_members, variant_names
+
+    base = {**asdict(spec), "total": str(spec.total)}
+    aliases = [n for n in names if n in ALIASES]
+    members = {a: alias_members(a) for a in aliases}
+    wanted = set(names) | {m for ms in members.values() for m in ms}
+    needed = [n for n in variant_names() if n in wanted]
+    try:
+        from certify.circuits import circuits
+        from certify.model import load
+        from certify.strategies.subcubic import prove_all
+
+        config, weights = load(model_path)
+        start = time.perf_counter()
+        proofs = prove_all(config, weights, circuits(config, weights), needed)
+        share = (time.perf_counter() - start) / len(needed)  # the search is shared
+    except Exception as err:
+        row = {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
+        return [base | row | {"strategy": name} for name in names]
+    rows: dict[str, dict[str, Any]] = {}
+
+    def checked(name: str) -> dict[str, Any]:
+        if name not in rows:
+            cert = Path(certs_dir) / f"{spec.stem}.{_safe(name)}.cert.json"
+            row = write_and_check(config, weights, proofs[name], model_path, cert)
+            rows[name] = base | {"strategy": name, "prover_seconds": share} | row
+        return rows[name]
+
+    out = [checked(n) for n in names if n not in ALIASES]
+    for alias in aliases:
+        winner = max(members[alias], key=lambda n: proofs[n].correct_count)  # first on a tie
+        row = checked(winner) | {"strategy": alias, "prover_seconds": share * len(members[alias])}
+        out.append(row | {"prover_report": json.dumps({"variant": winner})})
+    return out
+
+
+def _safe(strategy: str) -> str:
+    return strategy.replace(":", "-").replace("/", "_")
 
 
 def _detached(spec: ModelSpec, model_path: str, strategy: str, certs_dir: str) -> dict[str, Any]:
@@ -385,7 +441,12 @@ def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, das
         pending: dict[cf.Future, tuple[str, ModelSpec, str | None]] = {}
 
         def submit_strategies(spec: ModelSpec, path: str) -> None:
-            for name in sorted(todo[spec], key=lambda n: n != "brute"):  # slowest first
+            family = [n for n in todo[spec] if _in_family(n)]
+            if family:  # first: the longest task
+                pending[pool.submit(family_task, spec, path, family, certs_dir)] = (
+                    "family", spec, f"{len(family)} sub-cubic",
+                )  # fmt: skip
+            for name in sorted(set(todo[spec]) - set(family), key=lambda n: n != "brute"):
                 future = pool.submit(strategy_task, spec, path, name, certs_dir)
                 pending[future] = ("result", spec, name)
 
@@ -406,8 +467,8 @@ def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, das
             done, _ = cf.wait(list(pending), return_when=cf.FIRST_COMPLETED)
             for future in done:
                 kind, spec, name = pending.pop(future)
-                stats.ran += 1
                 if kind == "model":
+                    stats.ran += 1
                     try:
                         row = future.result()
                     except Exception as err:
@@ -420,23 +481,37 @@ def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, das
                     insert(con, "models", row)
                     submit_strategies(spec, row["path"])
                     submit_model()
+                    if bar is not None:
+                        bar.update(1)
                 else:
-                    row = _result_or_error(future, spec, name)
-                    stats.errors += row["verdict"] == "error"
-                    if row["verdict"] == "error":
-                        _note(bar, f"{spec.stem} {name}: {row['failed_claim']}")
-                    insert(con, "results", row)
+                    names = [n for n in todo[spec] if _in_family(n)] if kind == "family" else [name]
+                    for row in _rows_or_errors(future, spec, names):
+                        stats.ran += 1
+                        stats.errors += row["verdict"] == "error"
+                        if row["verdict"] == "error":
+                            _note(bar, f"{spec.stem} {row['strategy']}: {row['failed_claim']}")
+                        insert(con, "results", row)
+                    if bar is not None:
+                        bar.update(len(names))
                 if bar is not None:
                     bar.set_postfix_str(f"{spec.stem} {name or 'model'}"[-60:], refresh=False)
-                    bar.update(1)
+                    bar.refresh()
 
 
-def _result_or_error(future: cf.Future, spec: ModelSpec, name: str | None) -> dict[str, Any]:
+def _in_family(name: str) -> bool:
+    from certify.strategies import ALIASES
+
+    return name.startswith("subcubic:") or name in ALIASES
+
+
+def _rows_or_errors(future: cf.Future, spec: ModelSpec, names: list[str]) -> list[dict[str, Any]]:
+    """The task's rows (a list from a family task), or an error row per name it stood for."""
     try:
-        return future.result()
+        rows = future.result()
+        return rows if isinstance(rows, list) else [rows]
     except Exception as err:  # e.g. a worker died
-        row = {**asdict(spec), "strategy": name, "total": str(spec.total)}
-        return row | {"verdict": "error", "failed_claim": f"task: {_one_line(err)}"}
+        row = {**asdict(spec), "total": str(spec.total), "verdict": "error"}
+        return [row | {"strategy": n, "failed_claim": f"task: {_one_line(err)}"} for n in names]
 
 
 @contextlib.contextmanager

@@ -46,6 +46,10 @@ def worker_pool(workers: int, context: Any) -> Iterator[ProcessPoolExecutor]:
             yield pool
         except BaseException:
             threading.excepthook = _quiet_manager_thread
+            # if that thread fails, nothing closes the call queue's pipe, and its feeder thread,
+            # blocked on writing to dead workers, would hang the interpreter's exit
+            with suppress(AttributeError):
+                pool._call_queue.cancel_join_thread()  # type: ignore[attr-defined]
             for pid in list(getattr(pool, "_processes", None) or ()):  # no public API before 3.14
                 for kill in (os.killpg, os.kill):  # os.kill: the worker may not lead a group yet
                     with suppress(ProcessLookupError, PermissionError):
