@@ -255,3 +255,25 @@ def test_prover_reports_are_stored_as_plain_json_not_numpy_printouts():
     report = {"a": np.arange(3), "b": np.float32(1.5), "c": np.int64(2), "d": Fraction(1, 3)}
     stored = json.loads(json.dumps(report, default=_plain))
     assert stored == {"a": [0, 1, 2], "b": 1.5, "c": 2, "d": "1/3"}
+
+
+def test_the_sub_cubic_family_runs_as_one_task_with_aliases_as_emit_chooses(tmp_path):
+    """Variants and aliases of one model share one task; each alias row is the member that
+    ``certify.strategies.prove(alias)`` picks, verified, and its certificate is that member's."""
+    from certify.strategies import prove
+
+    names = [SUBCUBIC, "best-quadratic", "best-lowrank"]
+    spec = ModelSpec(3, 5, 8, 150, 1)
+    stats = run_sweep([(spec, names)], tmp_path / "r.sqlite", progress=False, workers=1)
+    assert stats.errors == 0 and stats.ran == 1 + len(names)  # the model, then three rows
+    con = sqlite3.connect(tmp_path / "r.sqlite")
+    rows = dict(
+        con.execute("SELECT strategy, verified_count FROM results WHERE verdict = 'verified'")
+    )
+    assert set(rows) == set(names)
+    config, weights = load(next((tmp_path / "models").glob("*.safetensors")))
+    c = circuits(config, weights)
+    for alias in ("best-quadratic", "best-lowrank"):
+        assert int(rows[alias]) == prove(alias, config, weights, c).correct_count
+    reports = dict(con.execute("SELECT strategy, prover_report FROM results"))
+    assert '"variant": "subcubic:' in reports["best-lowrank"]
