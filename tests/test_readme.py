@@ -18,7 +18,8 @@ from checker.format import parse
 ROOT = Path(__file__).resolve().parents[1]
 CERTS = ROOT / "certificates"
 COLUMNS = {"exact accuracy": "brute", "brute force": "brute", "cubic": "cubic"}
-COLUMNS["best sub-cubic"] = "best-subcubic"
+COLUMNS |= {"best sub-cubic": "best-subcubic", "best low-rank": "best-lowrank"}
+COLUMNS["best quadratic"] = "best-quadratic"
 
 
 def results_table() -> list[tuple[str, str, str]]:

@@ -18,9 +18,12 @@ def verify(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple
     return status, json.loads(capsys.readouterr().out)
 
 
+STRATEGIES = ("cubic", "best-subcubic", "best-lowrank", "best-quadratic")
+
+
 def test_every_shipped_model_has_cubic_and_subcubic_certificates() -> None:
     for model in (CERTS / "models").glob("*.safetensors"):
-        for strategy in ("cubic", "best-subcubic"):
+        for strategy in STRATEGIES:
             assert (CERTS / f"{model.stem}.{strategy}.cert.json").is_file()
 
 
@@ -39,6 +42,6 @@ def test_shipped_bounds_never_exceed_brute_force(
     stem: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     exact = int(verify(CERTS / f"{stem}.brute.cert.json", capsys)[1]["verified_count"])
-    for strategy in ("cubic", "best-subcubic"):
+    for strategy in STRATEGIES:
         _, result = verify(CERTS / f"{stem}.{strategy}.cert.json", capsys)
         assert int(result["verified_count"]) <= exact
