@@ -119,10 +119,11 @@ def aliases(models: list[Path]) -> None:
             proof = prove(alias, config, weights, c)
             result, work, _ = check(config, weights, proof)
             assert result.failed is None
+            bound = Fraction(result.verified_count, config.d_vocab**config.n_ctx)
             print(f"| {model.stem} | {alias} | `{result.report['variant'][9:]}` | "
-                  f"{result.verified_count / config.d_vocab**config.n_ctx:.4f} | "
-                  f"{result.verified_count / exact:.4f} | {work.flops:,} | {cubic:,} | "
-                  f"{cubic / work.flops:.2f}x |", flush=True)  # fmt: skip
+                  f"{down(bound, 4)} | {down(Fraction(result.verified_count, exact), 4)} | "
+                  f"{work.flops:,} | {cubic:,} | {down(Fraction(cubic, work.flops), 2)}x |",
+                  flush=True)  # fmt: skip
 
 
 def scaling(vocabs=(32, 64, 128, 256, 512)) -> None:
