@@ -434,3 +434,18 @@ def test_every_rule_estimates_its_cost() -> None:
 
     for name in SCHEMA["properties"]["strategy"]["properties"]["name"]["enum"]:
         assert rule_for(name) is not None and name in ESTIMATES, name
+
+
+def test_an_error_in_the_caller_s_loop_kills_the_query_workers_at_once() -> None:
+    """The time limit (or Ctrl-C) raised between two results: the workers must be gone when the
+    error leaves ``map_queries``, not after they have worked through the queue."""
+    import multiprocessing
+
+    from checker.rules.brute import map_queries
+
+    start = time.monotonic()
+    with pytest.raises(RuntimeError), map_queries(time.sleep, [0.5] * 40, 64) as results:
+        for _ in results:
+            raise RuntimeError("over the time limit")
+    assert time.monotonic() - start < 5  # the queue would keep 2 workers busy for 10 s
+    assert not multiprocessing.active_children()

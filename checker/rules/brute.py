@@ -26,6 +26,7 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, TypeVar
@@ -86,10 +87,11 @@ def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleRes
     first, stop = (0, v * per_q) if inputs is None else (inputs.start // size, inputs.stop // size)
     pieces = [(q, max(first - q * per_q, 0), min(stop - q * per_q, per_q)) for q in range(v)]
     pieces = [p for p in reversed(pieces) if p[1] < p[2]]  # large q first: slowest blocks
-    for done, (n, flops, und) in enumerate(map_queries(count_query, pieces, v), 1):
-        count, undecided = count + n, undecided + und
-        work.add(flops)
-        work.tick("brute force: query tokens", done, len(pieces))
+    with map_queries(count_query, pieces, v) as results:
+        for done, (n, flops, und) in enumerate(results, 1):
+            count, undecided = count + n, undecided + und
+            work.add(flops)
+            work.tick("brute force: query tokens", done, len(pieces))
     _TABLES = _WORK = None
     report = {"unexplained_dims": v ** (k + 1), "undecided_inputs": undecided}
     return RuleResult(count, report=report)
@@ -111,12 +113,15 @@ def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     return Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
 
 
-def map_queries(task: Callable[[Any], R], queries: Sequence[Any], v: int) -> Iterator[R]:
-    """task(q) for each query token, in forked worker processes that inherit the tables; on an
-    exception (time limit) queued queries stop at their first tick."""
+@contextmanager
+def map_queries(task: Callable[[Any], R], queries: Sequence[Any], v: int) -> Iterator[Iterator[R]]:
+    """The results of task(q) for each query token, from forked worker processes that inherit
+    the tables. A context manager, not a generator: an exception in the caller's loop (the time
+    limit, Ctrl-C) must kill the workers at once, not whenever a generator is collected."""
     workers = min(os.cpu_count() or 1, 8) if v >= 8 and len(queries) > 1 else 1
     with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
-        yield from pool.map(task, queries)
+        futures = [pool.submit(task, q) for q in queries]  # not pool.map: it cancels futures
+        yield (f.result() for f in futures)  # on an exception, which races the pool's cleanup
 
 
 def to_floats(m: flint.fmpq_mat, work: Work) -> np.ndarray:

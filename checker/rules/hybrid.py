@@ -86,13 +86,14 @@ def check(cert: Certificate, work: Work) -> RuleResult:
         _TABLES, _WORK = brute.tables(cert, w, work), work
     queries = sorted(_PLAN, reverse=True)
     undecided = enumerated = 0
-    for done, (q, found, flops, und) in enumerate(brute.map_queries(settle_query, queries, v)):
-        for m, c, n, size in found:
-            counts[q, m, c] += n
-            enumerated += size
-        undecided += und
-        work.add(flops)
-        work.tick("hybrid: query tokens", done + 1, len(queries))
+    with brute.map_queries(settle_query, queries, v) as results:
+        for done, (q, found, flops, und) in enumerate(results, 1):
+            for m, c, n, size in found:
+                counts[q, m, c] += n
+                enumerated += size
+            undecided += und
+            work.add(flops)
+            work.tick("hybrid: query tokens", done, len(queries))
     _PLAN, _TABLES, _WORK = {}, None, None
     bad = np.argwhere(counts < claimed)
     if len(bad):
