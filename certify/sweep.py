@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import fnmatch
 import io
 import json
 import math
@@ -103,7 +104,8 @@ def parse_seeds(text: str) -> list[int]:
 
 def resolve_strategies(text: str, spec: ModelSpec) -> list[str]:
     """Comma-separated names; "all" = every registered strategy, brute only up to BRUTE_IN_ALL
-    inputs; an explicit "brute" is kept up to EXACT_LIMIT inputs and dropped above."""
+    inputs; an explicit "brute" is kept up to EXACT_LIMIT inputs and dropped above; "-PATTERN"
+    (a glob, e.g. "-hybrid*") drops the names matching it from those before."""
     from certify.model import MaxOfKConfig
     from certify.strategies import strategy_names
     from certify.strategies.hybrid import feasible
@@ -119,6 +121,8 @@ def resolve_strategies(text: str, spec: ModelSpec) -> list[str]:
                 if (n != "brute" or spec.total <= BRUTE_IN_ALL)
                 and (not n.startswith("hybrid") or feasible(config, n))
             )
+        elif name.startswith("-"):
+            names = [n for n in names if not fnmatch.fnmatchcase(n, name[1:])]
         elif name == "brute" and spec.total > EXACT_LIMIT:
             continue
         elif name in known:
@@ -224,7 +228,7 @@ def write_and_check(config, weights, proof, model_path: str | Path, cert: Path) 
     return row | checker_row(run_checker(cert), dims)
 
 
-def family_task(
+def subcubic_task(
     spec: ModelSpec, model_path: str, names: list[str], certs_dir: str
 ) -> list[dict[str, Any]]:
     """The sub-cubic variants and aliases among ``names``, for one model, in one task: one shared
@@ -267,6 +271,37 @@ def family_task(
         row = checked(winner) | {"strategy": alias, "prover_seconds": share * len(members[alias])}
         out.append(row | {"prover_report": json.dumps({"variant": winner})})
     return out
+
+
+def hybrid_task(
+    spec: ModelSpec, model_path: str, names: list[str], certs_dir: str
+) -> list[dict[str, Any]]:
+    """Every hybrid budget among ``names`` for one model in one task: the prover's evaluation of
+    the inputs (its per-case statistics) is made once and shared by the budgets (not on a Dask
+    worker, where each budget runs in a subprocess of its own: ``strategy_task``)."""
+    if multiprocessing.current_process().daemon:
+        return [strategy_task(spec, model_path, name, certs_dir) for name in names]
+    from certify.circuits import circuits
+    from certify.model import load
+    from certify.strategies import prove
+
+    base = {**asdict(spec), "total": str(spec.total)}
+    config, weights = load(model_path)
+    c, rows = circuits(config, weights), []
+    for name in names:
+        cert = Path(certs_dir) / f"{spec.stem}.{_safe(name)}.cert.json"
+        try:
+            start = time.perf_counter()
+            proof = prove(name, config, weights, c)
+            row = {"prover_seconds": time.perf_counter() - start}
+            row |= write_and_check(config, weights, proof, model_path, cert)
+        except Exception as err:  # a prover bug is recorded, not fatal to the sweep
+            row = {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
+        rows.append(base | {"strategy": name} | row)
+    return rows
+
+
+FAMILIES = {"subcubic": subcubic_task, "hybrid": hybrid_task}
 
 
 def _safe(strategy: str) -> str:
@@ -441,12 +476,12 @@ def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, das
         pending: dict[cf.Future, tuple[str, ModelSpec, str | None]] = {}
 
         def submit_strategies(spec: ModelSpec, path: str) -> None:
-            family = [n for n in todo[spec] if _in_family(n)]
-            if family:  # first: the longest task
-                pending[pool.submit(family_task, spec, path, family, certs_dir)] = (
-                    "family", spec, f"{len(family)} sub-cubic",
-                )  # fmt: skip
-            for name in sorted(set(todo[spec]) - set(family), key=lambda n: n != "brute"):
+            for family, task in FAMILIES.items():  # first: the longest tasks
+                if names := [n for n in todo[spec] if _family(n) == family]:
+                    future = pool.submit(task, spec, path, names, certs_dir)
+                    pending[future] = (family, spec, f"{len(names)} {family}")
+            singles = [n for n in todo[spec] if _family(n) is None]
+            for name in sorted(singles, key=lambda n: n != "brute"):
                 future = pool.submit(strategy_task, spec, path, name, certs_dir)
                 pending[future] = ("result", spec, name)
 
@@ -484,7 +519,11 @@ def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, das
                     if bar is not None:
                         bar.update(1)
                 else:
-                    names = [n for n in todo[spec] if _in_family(n)] if kind == "family" else [name]
+                    names = (
+                        [n for n in todo[spec] if _family(n) == kind]
+                        if kind in FAMILIES
+                        else [name]
+                    )
                     for row in _rows_or_errors(future, spec, names):
                         stats.ran += 1
                         stats.errors += row["verdict"] == "error"
@@ -498,10 +537,13 @@ def _run(todo, have_models, con, bar, stats, models_dir, certs_dir, workers, das
                     bar.refresh()
 
 
-def _in_family(name: str) -> bool:
+def _family(name: str) -> str | None:
+    """The task family that proves ``name`` together with its siblings (``FAMILIES``)."""
     from certify.strategies import ALIASES
 
-    return name.startswith("subcubic:") or name in ALIASES
+    if name.startswith("subcubic:") or name in ALIASES:
+        return "subcubic"
+    return "hybrid" if name.split(":")[0] == "hybrid" else None
 
 
 def _rows_or_errors(future: cf.Future, spec: ModelSpec, names: list[str]) -> list[dict[str, Any]]:

@@ -277,3 +277,24 @@ def test_the_sub_cubic_family_runs_as_one_task_with_aliases_as_emit_chooses(tmp_
         assert int(rows[alias]) == prove(alias, config, weights, c).correct_count
     reports = dict(con.execute("SELECT strategy, prover_report FROM results"))
     assert '"variant": "subcubic:' in reports["best-lowrank"]
+
+
+def test_hybrid_budgets_share_one_evaluation_and_match_single_runs(tmp_path):
+    """The budgets of one model run as one task (the prover's statistics computed once); each
+    row's claim is what a lone ``prove(name)`` claims, and every certificate verifies."""
+    from certify.strategies import prove
+    from certify.strategies.hybrid import feasible
+
+    spec = ModelSpec(3, 6, 8, 150, 2)
+    config = MaxOfKConfig(3, 6, 8, 8)
+    names = [n for n in strategy_names() if n.startswith("hybrid") and feasible(config, n)]
+    stats = run_sweep([(spec, names)], tmp_path / "r.sqlite", progress=False, workers=1)
+    assert stats.errors == 0 and stats.ran == 1 + len(names)
+    con = sqlite3.connect(tmp_path / "r.sqlite")
+    rows = dict(
+        con.execute("SELECT strategy, claimed_count FROM results WHERE verdict = 'verified'")
+    )
+    config, weights = load(next((tmp_path / "models").glob("*.safetensors")))
+    for name in names:
+        alone = prove(name, config, weights, circuits(config, weights))
+        assert int(rows[name]) == alone.correct_count

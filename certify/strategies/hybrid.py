@@ -36,6 +36,7 @@ from checker.guard import worker_pool
 EVALUATION_LIMIT = 2**31  # the prover evaluates every input (Max-of-5, 2^30: about a minute)
 REMAINDER_LIMIT = 2**31  # inputs one unbudgeted check may enumerate
 _SHARED: tuple[Circuits, np.ndarray, np.ndarray] | None = None  # inherited by forked workers
+_LAST_STATS: tuple[Circuits, dict[bool, Stats]] | None = None  # the last model's case_stats
 
 
 def prove(
@@ -116,7 +117,9 @@ class Stats(NamedTuple):
 def case_stats(c: Circuits, inside: np.ndarray, inside0: np.ndarray) -> dict[bool, Stats]:
     """``Stats`` with the lemma tokens (True) and with none, as for a max token whose lemmas are
     not run (False), from one evaluation of every input."""
-    global _SHARED
+    global _SHARED, _LAST_STATS
+    if _LAST_STATS is not None and _LAST_STATS[0] is c:  # several budgets for one model
+        return _LAST_STATS[1]
     v = c.config.d_vocab
     _SHARED = (c, inside, inside0)
     workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
@@ -127,10 +130,12 @@ def case_stats(c: Circuits, inside: np.ndarray, inside0: np.ndarray) -> dict[boo
     correct, rem, rem_correct, passed, every, passed_all = (
         np.stack([r[i] for r in rows]) for i in range(6)
     )
-    return {
+    stats = {
         True: Stats(correct, rem, rem_correct, passed),
         False: Stats(correct, every, correct, passed_all),
     }
+    _LAST_STATS = (c, stats)
+    return stats
 
 
 def _query_stats(q: int) -> list[np.ndarray]:
