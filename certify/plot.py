@@ -38,7 +38,8 @@ def _parts(name: str) -> tuple[str, str, str] | None:
 
 
 def eu_class(eu: str) -> str:
-    """ "exact" (EU formed, O(v^2 d)) or "low-rank" (mean/svd query + max_diff, O(vd))."""
+    """ "exact" (EU formed, O(v^2 d)) or "low-rank" (mean/svd query + max_diff, or the EU peel
+    with row norms: O(vd))."""
     return "exact" if "exact" in eu else "low-rank"
 
 
@@ -55,8 +56,11 @@ def _sub(
     svd_qk: bool = False,
     svd_eu: bool = False,
     drop: bool = False,
+    paper: bool = False,
 ) -> Callable[[str], bool]:
-    """Membership test for the sub-cubic variants with these EQKE-error / EU classes."""
+    """Membership test for the sub-cubic variants with these EQKE-error / EU classes (``paper``:
+    only the paper's options, none of those beyond it)."""
+    from certify.strategies.subcubic import PAPER_EPS, PAPER_EU
 
     def member(name: str) -> bool:
         p = _parts(name)
@@ -69,6 +73,7 @@ def _sub(
             and (not svd_qk or eps == "svd")
             and (not svd_eu or eu_opt.startswith("svd"))
             and (not drop or attention.startswith("drop"))
+            and (not paper or (eu_opt in PAPER_EU and eps in PAPER_EPS))
         )
 
     return member
@@ -91,9 +96,11 @@ GROUPS: dict[str, Callable[[str], bool]] = {
     "Low-rank EU": _sub(qk="exact", eu="low-rank"),
     "  SVD only (EU)": _sub(qk="exact", eu="low-rank", svd_eu=True),
     "Low-rank QK & EU": _sub(qk="low-rank", eu="low-rank"),
+    "  paper's options only (QK & EU)": _sub(qk="low-rank", eu="low-rank", paper=True),
     "  SVD only (QK & EU)": _sub(qk="low-rank", eu="low-rank", svd_qk=True, svd_eu=True),
     "Quadratic QK": _sub(qk="quadratic", eu="exact"),
     "Quadratic QK & EU": _sub(qk="quadratic", eu="low-rank"),
+    "  paper's options only (quadratic)": _sub(qk="quadratic", eu="low-rank", paper=True),
 }
 
 
