@@ -36,12 +36,9 @@ at level 2, the float filter with its proven error bound and exact settlement of
 inputs, ties wrong). A case enumerated at level 2 therefore counts exactly its correct inputs;
 with every case that has a remainder so enumerated, the count is the exact accuracy.
 
-Certificate. lemmas.lemma[m] (0/1): the max tokens whose lemmas are evaluated (elsewhere A is
-empty and the whole case is remainder); lemmas.enumerate[q, m, c] (0/1/2): the cases whose
-remainder is enumerated, 1 with the cheap test of Lemma 5 only, 2 also settling the inputs it
-leaves (a prover under a FLOP budget runs only some lemmas and remainders);
-lemmas.correct[q, m, c]: the claimed correct inputs of each case. The rule rejects the first
-case whose sound count is below its claim.
+Certificate (docs/format.md): which lemmas to evaluate and remainders to enumerate (a prover
+under a FLOP budget runs only some), and each case's claimed correct inputs; the rule rejects
+the first case whose sound count is below its claim.
 """
 
 from __future__ import annotations
@@ -51,17 +48,13 @@ from math import comb
 
 import numpy as np
 
-from checker.arith import down, up
+from checker.arith import down, up, up_mul
 from checker.circuits import Weights
 from checker.cost import ESTIMATES, Cost, Work, rule_cost
-from checker.format import Certificate, Config, FormatError, decode_array, field
+from checker.format import Certificate, Config, FormatError, decode_field
 from checker.rules import RuleResult, brute, cubic
-from checker.rules.brute import Tables
 
 Plan = dict[int, list[tuple[int, int, int, np.ndarray]]]  # q -> [(m, c, level, lemma tokens A)]
-_PLAN: Plan = {}  # for the workers
-_TABLES: Tables | None = None
-_WORK: Work | None = None
 
 
 def cost(c: Config) -> Cost:
@@ -75,52 +68,36 @@ ESTIMATES["hybrid"] = cost
 
 
 def check(cert: Certificate, work: Work) -> RuleResult:
-    global _PLAN, _TABLES, _WORK
     v, k = cert.config.d_vocab, cert.config.n_ctx
     if v < 2:
         raise FormatError("strategy hybrid needs d_vocab >= 2")
     lemma, enumerate_, claimed = read_lemmas(cert, v, k)
     w = Weights(cert, work)
-    counts, _PLAN = cover(cert, w, lemma, enumerate_, work)
-    if _PLAN:
-        _TABLES, _WORK = brute.tables(cert, w, work), work
-    queries = sorted(_PLAN, reverse=True)
+    counts, plan = cover(cert, w, lemma, enumerate_, work)
     undecided = enumerated = 0
-    for done, (q, found, flops, und) in enumerate(brute.map_queries(settle_query, queries, v)):
+    queries, t = sorted(plan.items())[::-1], brute.tables(cert, w, work) if plan else None
+    for q, found, und in brute.map_queries(settle_query, queries, t, work, "hybrid: queries"):
         for m, c, n, size in found:
             counts[q, m, c] += n
             enumerated += size
         undecided += und
-        work.add(flops)
-        work.tick("hybrid: query tokens", done + 1, len(queries))
-    _PLAN, _TABLES, _WORK = {}, None, None
     bad = np.argwhere(counts < claimed)
     if len(bad):
         q, m, c = (int(i) for i in bad[0])
         why = f"claimed {claimed[q, m, c]} correct inputs, proved {counts[q, m, c]}"
         return RuleResult(0, failed=f"lemmas.correct[{q},{m},{c}]: {why}")
-    report = {
-        "unexplained_dims": 3 * v * v + 2 * k * v + enumerated * v,
-        "enumerated_inputs": enumerated,
-        "undecided_inputs": undecided,
-    }
+    dims = 3 * v * v + 2 * k * v + enumerated * v
+    report = dict(unexplained_dims=dims, enumerated_inputs=enumerated, undecided_inputs=undecided)
     return RuleResult(int(counts.sum()), report=report)
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, ...]:
-    """``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2) and ``correct`` [q, m, c] (claims),
-    int64, shapes and ranges checked."""
-    arrays = []
-    for key, shape in (("lemma", (v,)), ("enumerate", (v, v, k)), ("correct", (v, v, k))):
-        a = decode_array(field(cert.lemmas, key, dict, "lemmas."), f"lemmas.{key}", shape)
-        if a.dtype != np.int64:
-            raise FormatError(f"lemmas.{key}: must be int64")
-        if key != "correct" and np.any((a < 0) | (a > (2 if key == "enumerate" else 1))):
-            raise FormatError(f"lemmas.{key}: entries must be 0 or 1 (enumerate: 0, 1 or 2)")
-        arrays.append(a)
-    if np.any(arrays[2] < 0) or np.any(arrays[2] > case_sizes(v, k)):
-        raise FormatError("lemmas.correct: a count is negative or exceeds its case's inputs")
-    return tuple(arrays)
+    """``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2) and ``correct`` [q, m, c] (claims, at
+    most the case's inputs), int64."""
+    lem, sizes = cert.lemmas, case_sizes(v, k)
+    lemma = decode_field(lem, "lemma", "lemmas.", (v,), "int64", top=1)
+    enumerate_ = decode_field(lem, "enumerate", "lemmas.", sizes.shape, "int64", top=2)
+    return lemma, enumerate_, decode_field(lem, "correct", "lemmas.", sizes.shape, "int64", sizes)
 
 
 def case_sizes(v: int, k: int) -> np.ndarray:
@@ -165,18 +142,18 @@ def lemma_bounds(
     v = alpha[0].shape[0]
     q, c = np.arange(v), np.arange(k)
     g = cubic.slot_bounds(m, k, t, work)[3]
-    h = cubic.up_mul(alpha, g)  # [q, t]
-    query = cubic.up_mul((beta[0][:, -1], beta[1][:, -1]), h[q, q])  # beta_q h(q)  [q]
+    h = up_mul(alpha, g)  # [q, t]
+    query = up_mul((beta[0][:, -1], beta[1][:, -1]), h[q, q])  # beta_q h(q)  [q]
     tau = np.full((v, k), np.inf)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for xs, ys in ((asc, desc), (desc, asc)):  # arrangement A then B
             x = (xs[0][:, k - 1 - c], xs[1][:, k - 1 - c])
-            r = up(cubic.up_mul(x, h[:, m, None]) + query[:, None])  # [q, c]
+            r = up(up_mul(x, h[:, m, None]) + query[:, None])  # [q, c]
             y_lo, y_hi = ys[0][:, c], ys[1][:, c]
             positive = np.where(y_lo > 0, down(-r / y_lo), -np.inf)
             negative = np.maximum(down(-r / y_hi), 0.0)
             tau = np.minimum(tau, np.where(r < 0, negative, np.where(r >= 0, positive, -np.inf)))
-    ok0 = up(cubic.up_mul((asc[0][:, -1], asc[1][:, -1]), h[:, m]) + query) < 0
+    ok0 = up(up_mul((asc[0][:, -1], asc[1][:, -1]), h[:, m]) + query) < 0
     work.add(4 * v * v + 24 * v * k + 8 * v)
     return h, tau, ok0
 
@@ -201,25 +178,22 @@ def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
     return np.concatenate(blocks, axis=1)
 
 
-def settle_query(q: int) -> tuple[int, list[tuple[int, int, int, int]], int, int]:
-    """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainders: the
-    inputs of each max token m in one batch (``brute.count_known_max``)."""
-    assert _TABLES is not None and _WORK is not None
-    table, mag, flops = brute.query_tables(_TABLES, q)
+def settle_query(item: tuple) -> tuple[int, int, list[tuple[int, int, int, int]], int]:
+    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for one query's remainders
+    item = (q, plan[q]): the inputs of each max token m in one batch (``brute.count_known_max``)."""
+    (q, plan), T, work = item, brute.TABLES, brute.WORK
+    assert T is not None and work is not None
+    table, mag, flops = brute.query_tables(T, q)
     tables = (table, mag, brute.top_two(table))
     flops += 2 * table.size
     found, undecided = [], 0
-    for m in sorted({m for m, *_ in _PLAN[q]}):
-        cases = [
-            (c, level, remainder(m, c, _TABLES.k, inside))
-            for mm, c, level, inside in _PLAN[q]
-            if mm == m
-        ]
+    for m in sorted({m for m, *_ in plan}):
+        cases = [(c, lv, remainder(m, c, T.k, inside)) for mm, c, lv, inside in plan if mm == m]
         tokens = np.concatenate([t for _, _, t in cases], axis=1)
         full = np.concatenate([np.full(t.shape[1], level == 2) for _, level, t in cases])
-        correct, f, u = brute.count_known_max(_TABLES, q, m, tables, tokens, full, _WORK)
+        correct, f, u = brute.count_known_max(T, q, m, tables, tokens, full, work)
         flops, undecided = flops + f, undecided + u
         ends = np.cumsum([t.shape[1] for _, _, t in cases])
         for (c, _, t), end in zip(cases, ends, strict=True):
             found.append((m, c, int(correct[end - t.shape[1] : end].sum()), t.shape[1]))
-    return q, found, flops, undecided
+    return flops, q, found, undecided
