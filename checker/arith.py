@@ -106,8 +106,8 @@ def upper_floats(balls: list[flint.arb]) -> np.ndarray:
 
 def exp_enclosure(values: list, shifts: list, per_row: int, inv_s: flint.arb, work: Any, flops=3):
     """Counted floats 0 <= lo <= exp((x_i - shifts[i // per_row]) inv_s) <= hi for each value
-    x_i (a rational, or a float taken exactly): arb encloses exp, ``ball_bounds`` rounds outward,
-    and lo is clamped at 0 as exp > 0. ``flops`` per value are added to ``work``."""
+    x_i (a rational, or a float taken exactly), in rows of per_row: arb encloses exp,
+    ``ball_bounds`` rounds outward, lo is clamped at 0 as exp > 0. ``flops`` per value counted."""
     lo, hi = np.empty(len(values)), np.empty(len(values))
     for i, x in enumerate(values):
         shift = shifts[i // per_row]
@@ -116,7 +116,7 @@ def exp_enclosure(values: list, shifts: list, per_row: int, inv_s: flint.arb, wo
         if i % 4096 == 0:
             work.tick("softmax factors", i, len(values))
     work.add(flops * len(values))
-    return counted(np.maximum(lo, 0.0)), counted(hi)
+    return counted(np.maximum(lo, 0.0).reshape(-1, per_row)), counted(hi.reshape(-1, per_row))
 
 
 # --- outward-rounded float64 intervals --------------------------------------------------------

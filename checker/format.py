@@ -136,13 +136,8 @@ def load_json(data: bytes, what: str = "certificate") -> Any:
         raise FormatError(f"{what}: float literal {s[:20]} not allowed; numbers must be strings")
 
     try:
-        doc = json.loads(
-            text,
-            object_pairs_hook=unique,
-            parse_constant=no_constant,
-            parse_int=small_int,
-            parse_float=no_float,
-        )
+        hooks = {"parse_int": small_int, "parse_float": no_float, "parse_constant": no_constant}
+        doc = json.loads(text, object_pairs_hook=unique, **hooks)
     except json.JSONDecodeError as e:
         raise FormatError(f"{what} is not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
@@ -211,15 +206,6 @@ def validate(value: Any, schema: dict[str, Any], where: str = "") -> None:
 # --- field access and exact decoding (also used by the rules) ---------------------------------
 
 
-def field(obj: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise FormatError(f"{where + key}: missing")
-    value = obj[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FormatError(f"{where + key}: must be {kind.__name__}")
-    return value
-
-
 def decode_integer(s: Any, where: str) -> int:
     if not isinstance(s, str) or len(s) > MAX_NUMBER_CHARS or not _INTEGER.fullmatch(s):
         raise FormatError(f"{where}: expected a non-negative decimal integer string")
@@ -251,7 +237,9 @@ def decode_array(obj: Any, where: str, shape: tuple[int, ...] | None = None) -> 
 def decode_field(obj: Any, key: str, where: str, shape: tuple, dtype: Any = None, top: Any = None):
     """The array ``obj[key]`` (named ``where + key`` in errors) of this shape and, if given, dtype;
     with ``top`` (a number, or an array of this shape) every entry must be in 0..top."""
-    a = decode_array(field(obj, key, dict, where), where + key, shape)
+    if not isinstance(obj, dict) or key not in obj:
+        raise FormatError(f"{where + key}: missing")
+    a = decode_array(obj[key], where + key, shape)
     if dtype is not None and a.dtype != np.dtype(dtype):
         raise FormatError(f"{where + key}: must be {dtype}")
     if top is not None and (np.any(a < 0) or np.any(a > top)):

@@ -35,7 +35,7 @@ def check_shard(cert: Certificate, work: Any, result: dict[str, Any], i: int, n:
     if cert.strategy not in SHARDED:
         raise FormatError(f"--shard: strategy {cert.strategy!r} is not checked in shards")
     inputs = span(i, n, cert.config.d_vocab, cert.config.n_ctx)
-    outcome = rule_for(cert.strategy)(cert, work, inputs)  # type: ignore[call-arg,misc]
+    outcome = rule_for(cert.strategy)(cert, work, inputs)
     result.update(outcome.report, verified_count=str(outcome.verified_count), shard=[i, n])
     result.update(shard_inputs=[str(inputs.start), str(inputs.stop)], failed_claim=outcome.failed)
     result["verdict"] = "shard" if outcome.failed is None else "rejected"

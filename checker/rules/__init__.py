@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from checker.format import FormatError
+
 
 @dataclass
 class RuleResult:
@@ -25,8 +27,8 @@ Rule = Callable[..., RuleResult]  # check(cert, work) or, for SHARDED strategies
 STRATEGIES = ("brute", "cubic", "hybrid", "subcubic")  # each the module checker/rules/<name>.py
 
 
-def rule_for(strategy: str) -> Rule | None:
+def rule_for(strategy: str) -> Rule:
     """The rule checking ``strategy`` (imported lazily so each rule stays independent)."""
-    if strategy not in STRATEGIES:
-        return None
+    if strategy not in STRATEGIES:  # the schema allows no other name; checked again here
+        raise FormatError(f"strategy.name: no rule for strategy {strategy!r}")
     return importlib.import_module(f"checker.rules.{strategy}").check

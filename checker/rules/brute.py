@@ -181,7 +181,7 @@ def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
         inner = inner + table[j].reshape(*shape, v)
         inner_s = inner_s + mag[j].reshape(shape)
         inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
-    inner_shape = inner_s.shape
+    tokens = np.indices(inner_s.shape).reshape(n_inner, inner_s.size)  # each input's inner tokens
     inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
     inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)
     block = np.empty_like(inner)
@@ -194,11 +194,8 @@ def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
             base, base_s = base + table[j, t], base_s + mag[j, t]
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)  # fl(L[x]) of every input in this block
-
-        def seq(row: int, outer: tuple = outer) -> tuple[int, ...]:
-            return (*outer, *(int(t) for t in np.unravel_index(row, inner_shape)), q)
-
-        correct, und = decide(T, block, target, T.theta * (inner_s + base_s) + T.zeta, seq)
+        bound = T.theta * (inner_s + base_s) + T.zeta
+        correct, und = decide(T, block, target, bound, (outer, tokens, q))
         count, undecided = count + int(np.count_nonzero(correct)), undecided + und
     n = len(inner_max)
     return flops + n_outer * (k * v + 2 * v * n + 8 * n), count, undecided
@@ -225,13 +222,7 @@ def top_two(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def count_known_max(
-    T: Tables,
-    q: int,
-    m: int,
-    tables: tuple[np.ndarray, ...],
-    tokens: np.ndarray,
-    full: np.ndarray,
-    work: Work,
+    T: Tables, q: int, m: int, tables: tuple, tokens: np.ndarray, full: np.ndarray, work: Work
 ) -> tuple[np.ndarray, int, int]:
     """(correct [n], FLOPs, undecided) for the inputs (tokens[:, j] .., q), all of max m, with
     tables = (p, H, top_two(p)) of query q.
@@ -252,18 +243,17 @@ def count_known_max(
     for part in np.array_split(fail, len(fail) // 2**14 + 1):
         work.tick()
         rows = table[k - 1, q] + table[slot, tokens[:, part]].sum(axis=0)  # fl(L[x]) [n, v]
-        cols = tokens[:, part]
-        correct[part], und = decide(
-            T, rows.T, m, bound[part], lambda i, c=cols: (*c[:, i].tolist(), q)
-        )
+        correct[part], und = decide(T, rows.T, m, bound[part], ((), tokens[:, part], q))
         undecided += und
     return correct, 2 * k * T.v + n * (3 * k + 1) + len(fail) * (k * T.v + 4), undecided
 
 
-def decide(T: Tables, logits: np.ndarray, target: Any, bound: np.ndarray, seq: Callable):
-    """(correct [n], undecided) for inputs with float logits fl(L[x]) in the columns of logits
-    [v, n] (overwritten) and max tokens target: correct if fl(L[m] - max_{x != m} L[x]) > E =
-    bound (Lemma 3), wrong if < -E, else settled exactly (Lemma 4) for the input seq(j)."""
+def decide(T: Tables, logits: np.ndarray, target: Any, bound: np.ndarray, inputs: tuple):
+    """(correct [n], undecided) for the inputs j = (*outer, *tokens[:, j], q), inputs = (outer,
+    tokens, q), with float logits fl(L[x]) in the columns of logits [v, n] (overwritten) and max
+    tokens target: correct if fl(L[m] - max_{x != m} L[x]) > E = bound (Lemma 3), wrong if < -E,
+    else settled exactly (Lemma 4)."""
+    outer, tokens, q = inputs
     cols = np.arange(logits.shape[1])
     right = logits[target, cols]
     logits[target, cols] = -np.inf
@@ -271,7 +261,7 @@ def decide(T: Tables, logits: np.ndarray, target: Any, bound: np.ndarray, seq: C
     correct, undecided = margin > bound, np.flatnonzero(np.abs(margin) <= bound)
     for j in undecided:
         close = np.flatnonzero(right[j] - logits[:, j] <= bound[j]).tolist()
-        correct[j] = settle(T, seq(j), close)
+        correct[j] = settle(T, (*outer, *tokens[:, j].tolist(), q), close)
     return correct, len(undecided)
 
 

@@ -99,10 +99,9 @@ def check(cert: Certificate, work: Work) -> RuleResult:
 
 def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     """The float enclosures every case reads (softmax factors via arb, circuits one ulp out)."""
-    eqkp = w.eqkp
-    alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke, eqkp))
+    alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke, w.eqkp))
     circuits = (enclose_matrix(x) for x in (w.evou, w.pvou, w.eu))
-    return Tables(alpha, beta, *extreme_sums(eqkp, beta, work), *circuits)
+    return Tables(alpha, beta, *extreme_sums(w.eqkp, beta, work), *circuits)
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,8 +137,7 @@ def exp_scaled(scores: flint.fmpq_mat, d_head: int, work: Work) -> Interval:
     """Float enclosures of exp((scores[q, j] - max_j scores[q, j]) / sqrt(d_head)), via arb."""
     rows, cols, entries = scores.nrows(), scores.ncols(), scores.entries()
     shifts = [max(entries[r * cols : (r + 1) * cols]) for r in range(rows)]
-    lo, hi = exp_enclosure(entries, shifts, cols, 1 / flint.arb(d_head).sqrt(), work, flops=4)
-    return lo.reshape(rows, cols), hi.reshape(rows, cols)
+    return exp_enclosure(entries, shifts, cols, 1 / flint.arb(d_head).sqrt(), work, flops=4)
 
 
 def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Interval, Interval]:
@@ -160,9 +158,7 @@ def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Inte
     return sums[0], sums[1]
 
 
-def proved_tokens(
-    m: int, k: int, margin: np.ndarray, t: Tables, work: Work
-) -> tuple[np.ndarray, np.ndarray]:
+def proved_tokens(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> tuple:
     """For max m and margins margin[q, c]: ok[q, c, k'] (k' < m, c >= 1), whether token k'
     certainly satisfies (2) at both arrangements, and ok0[q], whether the input (m, .., m, q)
     (c = 0) certainly does. S < 0 is required strictly, so a margin of 0 is sound too.
@@ -194,9 +190,7 @@ def proved_tokens(
     return ok, up(at_m + at_q).max(axis=1) < 0
 
 
-def slot_bounds(
-    m: int, k: int, t: Tables, work: Work
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def slot_bounds(m: int, k: int, t: Tables, work: Work) -> tuple[np.ndarray, ...]:
     """Upper bounds of (1) for max m: PVOU*[x], EVOU_c[t, x], EU_c[q, x] over the wrong tokens
     x != m, and g[q, t] = EU*[q] + F[t]."""
     evou, pvou, eu = t[4:]

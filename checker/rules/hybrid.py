@@ -73,7 +73,7 @@ def check(cert: Certificate, work: Work) -> RuleResult:
         raise FormatError("strategy hybrid needs d_vocab >= 2")
     lemma, enumerate_, claimed = read_lemmas(cert, v, k)
     w = Weights(cert, work)
-    counts, plan = cover(cert, w, lemma, enumerate_, work)
+    counts, plan = cover(cert, w, lemma, enumerate_)
     undecided = enumerated = 0
     queries, t = sorted(plan.items())[::-1], brute.tables(cert, w, work) if plan else None
     for q, found, und in brute.map_queries(settle_query, queries, t, work, "hybrid: queries"):
@@ -107,12 +107,10 @@ def case_sizes(v: int, k: int) -> np.ndarray:
     return np.where(cubic.case_limits(v, k) > 0, n, 0)
 
 
-def cover(
-    cert: Certificate, w: Weights, lemma: np.ndarray, enumerate_: np.ndarray, work: Work
-) -> tuple[np.ndarray, Plan]:
+def cover(cert: Certificate, w: Weights, lemma: np.ndarray, todo: np.ndarray) -> tuple:
     """The inputs the cubic lemmas cover per case, and per query the remainder blocks of the
     cases to enumerate (the partition of the module docstring)."""
-    v, k = cert.config.d_vocab, cert.config.n_ctx
+    v, k, work = cert.config.d_vocab, cert.config.n_ctx, w.work
     tables = cubic.tables(cert, w, work) if lemma.any() else None
     exists = cubic.case_limits(v, k) > 0
     counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
@@ -128,14 +126,12 @@ def cover(
             inside = np.flatnonzero(ok[q, c]) if c else np.array([], np.int64)
             counts[q, m, c] = comb(k - 1, c) * len(inside) ** c if c else int(ok0[q])
             complete = len(inside) == m if c else bool(ok0[q])  # an empty remainder
-            if enumerate_[q, m, c] and not complete:
-                plan.setdefault(q, []).append((m, c, int(enumerate_[q, m, c]), inside))
+            if todo[q, m, c] and not complete:
+                plan.setdefault(q, []).append((m, c, int(todo[q, m, c]), inside))
     return counts, plan
 
 
-def lemma_bounds(
-    m: int, k: int, t: cubic.Tables, work: Work
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lemma_bounds(m: int, k: int, t: cubic.Tables, work: Work) -> tuple[np.ndarray, ...]:
     """h^[q, k'] >= h(k'), the thresholds tau[q, c] (c >= 1) and ok0[q] (c = 0) of the module
     docstring, for max m. Every + - x / is rounded outward; NaN never proves anything."""
     alpha, beta, asc, desc = t[:4]
@@ -161,12 +157,9 @@ def lemma_bounds(
 def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
     """The inputs of the product sets P_r, for every placement J of the c tokens < m: their
     K-1 non-query tokens as the columns of an int array [K-1, n]."""
-    top = np.array([m])
     if c == 0:
         return np.full((k - 1, 1), m)
-    below, unproved = np.arange(m), np.ones(m, dtype=bool)
-    unproved[inside] = False
-    outside = np.flatnonzero(unproved)
+    top, below, outside = np.array([m]), np.arange(m), np.setdiff1d(np.arange(m), inside)
     blocks = [np.empty((k - 1, 0), dtype=np.int64)]
     for placement in itertools.combinations(range(k - 1), c):
         for r in range(c):

@@ -20,6 +20,7 @@ Only the claimed cases are evaluated. Float FLOPs are counted per operation (ari
 
 from __future__ import annotations
 
+from functools import reduce
 from math import comb
 
 import flint
@@ -156,11 +157,8 @@ def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
     w.work.add(sum(F.nrows() * F.ncols() for F in factors))
     approx = Mat(factors[0].nrows(), factors[-1].ncols())
     for i in range(len(factors)):
-        left, right = xs[i], ys[i]
-        for F in reversed(perp[:i]):
-            left = w.mul(F, left)
-        for F in factors[i + 1 :]:
-            right = w.mul(right, F)
+        left = reduce(lambda x, F: w.mul(F, x), reversed(perp[:i]), xs[i])
+        right = reduce(w.mul, factors[i + 1 :], ys[i])
         approx += w.mul(left, right)
         w.work.add(approx.nrows() * approx.ncols())
     return approx, perp
@@ -193,9 +191,7 @@ def range_bound(w: Weights, factors: list[Mat], mean_levels: range) -> list:
         bound = abs_dot(F, rho)
         if i in mean_levels:
             mu = Mat(1, F.nrows(), [1] * F.nrows()) * F / F.nrows()
-            tail = mu
-            for G in factors[i + 1 :]:
-                tail = w.mul(tail, G)
+            tail = reduce(w.mul, factors[i + 1 :], mu)
             spread = max(tail.entries()) - min(tail.entries())
             centred = abs_dot(F - broadcast_row(mu, F.nrows()), rho)
             bound = [min(b, spread + c) for b, c in zip(bound, centred, strict=True)]
@@ -210,11 +206,8 @@ def sigma_bound(w: Weights, b: Mat) -> flint.arb:
     g = w.mul(b, b.transpose())
     g2 = w.mul(g, g)
     g4 = w.mul(g2, g2)
-    sigma = ball(sum(x * x for x in g4.entries()))
     w.work.add(2 * g4.nrows() ** 2 + 4)
-    for _ in range(4):
-        sigma = sigma.sqrt()
-    return sigma
+    return ball(sum(x * x for x in g4.entries())).sqrt().sqrt().sqrt().sqrt()  # the 16th root
 
 
 def sigma_witnessed(w: Weights, g: Mat, claim: float) -> flint.arb:
@@ -288,12 +281,7 @@ def attention_error(w: Weights, option: str, wit: dict, work: Work):
         return approx, row_ranges(w.mul(*perp)), None
     mean = range(len(perp) if option.startswith("mean_recursive") else option.startswith("mean"))
     if option.endswith("subproduct"):
-        p = perp
-        splits = [
-            [p[0], w.mul(w.mul(p[1], p[2]), p[3])],
-            [w.mul(p[0], p[1]), w.mul(p[2], p[3])],
-            [w.mul(w.mul(p[0], p[1]), p[2]), p[3]],
-        ]
+        splits = [[reduce(w.mul, perp[:i]), reduce(w.mul, perp[i:])] for i in (1, 2, 3)]
         bounds = [range_bound(w, f, mean) for f in splits]
         return approx, [min(b) for b in zip(*bounds, strict=True)], None
     return approx, range_bound(w, perp, mean), None
@@ -309,10 +297,8 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     upper bounds / n smallest lower bounds bound every placement. Query slot: π = 0."""
     pk = w.mul(w.P, w.K).transpose()  # EQKP = E_q (Q (P K)^T) + b_Q (P K)^T: the cheap order
     eqkp = w.mul(w.Eq, w.mul(w.Q, pk)) + broadcast_row(w.mul(w.bQ, pk), w.Eq.nrows())
-    v, k = eqkp.nrows(), eqkp.ncols()
-    e = eqkp.entries()
+    v, k, e = eqkp.nrows(), eqkp.ncols(), eqkp.entries()
     lo, hi = exp_enclosure(e, [e[i * k + k - 1] for i in range(v)], k, inv_s, work)
-    lo, hi = lo.reshape(v, k), hi.reshape(v, k)
     bot = prefix_sums(np.sort(lo[:, :-1], axis=1), down0)
     top = prefix_sums(np.sort(hi[:, :-1], axis=1)[:, ::-1], up)
     odds_hi, odds_lo = np.full((v, k, 2), np.inf), np.zeros((v, k, 2))
@@ -342,13 +328,12 @@ def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, del
     e = approx.entries()
     shifts = [max(e[i * v : (i + 1) * v]) for i in range(v)]
     if delta is None:
-        ex_lo, ex_hi = (x.reshape(v, v) for x in exp_enclosure(e, shifts, v, inv_s, work))
-        _, ee_hi = exp_enclosure([fmpq_at_least(float(x)) for x in eps], [0] * v, 1, inv_s, work)
+        ex_lo, ex_hi = exp_enclosure(e, shifts, v, inv_s, work)
+        ee_hi = exp_enclosure([fmpq_at_least(float(x)) for x in eps], [0] * v, 1, inv_s, work)[1]
     else:  # ex_hi ≥ e^{(approx + δ)/s}, ex_lo ≤ e^{(approx - δ)/s} (shifted)
         lo, hi = enclose_matrix(approx)
         ex_hi = exp_enclosure(up(hi + delta).ravel().tolist(), shifts, v, inv_s, work)[1]
         ex_lo = exp_enclosure(down(lo - delta).ravel().tolist(), shifts, v, inv_s, work)[0]
-        ex_hi, ex_lo = ex_hi.reshape(v, v), ex_lo.reshape(v, v)
     pos_hi, pos_lo = positional_odds(w, inv_s, work)
     q, m, c = cases
     j = np.clip(m - gaps[cases], 0, v - 1)
@@ -359,7 +344,7 @@ def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, del
         odds_hi = up(up(pos_hi[q, c, same] * pmax) / ex_lo[q, m])
         odds_lo = down0(down0(pos_lo[q, c, same] * pmin) / ex_hi[q, m])
         if delta is None:  # the row's ε factor e^{ε/s} (the per-entry box needs none)
-            odds_hi, odds_lo = up(odds_hi * ee_hi[q]), down0(odds_lo / ee_hi[q])
+            odds_hi, odds_lo = up(odds_hi * ee_hi[q, 0]), down0(odds_lo / ee_hi[q, 0])
         a_lo, a_hi = down(1 / up(1 + odds_hi)), up(1 / down(1 + odds_lo))
     all_max = (q == m) & (c == 0)
     a_lo = np.where(all_max, 1.0, np.clip(np.nan_to_num(a_lo, nan=0.0), 0.0, 1.0))
