@@ -67,16 +67,26 @@ def cost(c: Config) -> Cost:
 ESTIMATES["hybrid"] = cost
 
 
-def check(cert: Certificate, work: Work) -> RuleResult:
+def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
+    """Check the cases, and count the inputs, of every query token (of the shard ``inputs``:
+    whole queries, checker/shard.py). A case holds inputs of one query only, so a shard's count
+    is the sum of its cases' counts, each the same as in the whole check (the lemma tables are
+    recomputed from the certificate in every shard): shards' counts add up to the whole count."""
     v, k = cert.config.d_vocab, cert.config.n_ctx
     if v < 2:
         raise FormatError("strategy hybrid needs d_vocab >= 2")
     lemma, enumerate_, claimed = read_lemmas(cert, v, k)
+    per_query = v ** (k - 1)  # the inputs of one query token, consecutive indices
+    inputs = range(v**k) if inputs is None else inputs
+    if inputs.start % per_query or inputs.stop % per_query:  # span() never does this
+        raise ValueError(f"hybrid: shard {inputs} does not hold whole query tokens")
+    queries = range(inputs.start // per_query, inputs.stop // per_query)
+    claimed[: queries.start], claimed[queries.stop :] = 0, 0  # other shards' claims
     w = Weights(cert, work)
-    counts, plan = cover(cert, w, lemma, enumerate_)
+    counts, plan = cover(cert, w, lemma, enumerate_, queries)
     undecided = enumerated = 0
-    queries, t = sorted(plan.items())[::-1], brute.tables(cert, w, work) if plan else None
-    for q, found, und in brute.map_queries(settle_query, queries, t, work, "hybrid: queries"):
+    todo, t = sorted(plan.items())[::-1], brute.tables(cert, w, work) if plan else None
+    for q, found, und in brute.map_queries(settle_query, todo, t, work, "hybrid: queries"):
         for m, c, n, size in found:
             counts[q, m, c] += n
             enumerated += size
@@ -107,12 +117,13 @@ def case_sizes(v: int, k: int) -> np.ndarray:
     return np.where(cubic.case_limits(v, k) > 0, n, 0)
 
 
-def cover(cert: Certificate, w: Weights, lemma: np.ndarray, todo: np.ndarray) -> tuple:
+def cover(cert: Certificate, w: Weights, lemma: np.ndarray, todo: np.ndarray, queries: range):
     """The inputs the cubic lemmas cover per case, and per query the remainder blocks of the
-    cases to enumerate (the partition of the module docstring)."""
+    cases to enumerate (the partition of the module docstring), for the cases of ``queries``."""
     v, k, work = cert.config.d_vocab, cert.config.n_ctx, w.work
     tables = cubic.tables(cert, w, work) if lemma.any() else None
     exists = cubic.case_limits(v, k) > 0
+    exists[: queries.start], exists[queries.stop :] = False, False
     counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
     plan: Plan = {}
     for m in range(v):
