@@ -3,7 +3,7 @@
 Shard I of N: the inputs whose index (query token, then positions 0..K-2, base v) is in ``span``,
 whole units of the rule's work: blocks of v^min(2, K-1) indices (brute), or one query token's
 v^(K-1) inputs (hybrid: its cases, hence its lemma claims and remainders, are per query token).
-Unit ranges ⌊I·U/N⌋..⌊(I+1)·U/N⌋ for I = 0..N-1 partition the U units, so the shards partition
+Units ⌊I·U/N⌋ to ⌊(I+1)·U/N⌋ - 1 for I = 0..N-1 partition the U units, so the shards partition
 the v^K inputs: counts of disjoint sets add up. ``combine`` checks that shard results fit
 together, not their counts: each is as trustworthy as its machine (docs/format.md).
 """
