@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import hashlib
+import json
 import os
 import resource
 import socket
@@ -133,9 +134,10 @@ def summary(runs: list[ShardRun], shards: int, cluster: int = 100) -> list[str]:
 
 def add_parser(sub) -> None:
     """Register ``certify verify-sharded`` on the CLI's subparsers."""
-    s = sub.add_parser("verify-sharded", help="check a brute-force certificate in shards on Dask")
-    s.add_argument("cert", help="a brute-force certificate")
-    s.add_argument("--shards", type=int, default=None, help="N (default: 4 per worker)")
+    s = sub.add_parser("verify-sharded", help="check a certificate in shards on Dask")
+    s.add_argument("cert", help="a brute-force or hybrid certificate")
+    s.add_argument("--shards", type=int, default=None,
+                   help="N (default: 4 per worker; for hybrid at most d_vocab)")  # fmt: skip
     s.add_argument("--dask", metavar="ADDRESS", help="a Dask scheduler (default: local cluster)")
     s.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="local workers")
     s.add_argument("--out", help="shard results directory (default: CERT.shards/)")
@@ -143,8 +145,19 @@ def add_parser(sub) -> None:
     s.add_argument("--only", help="check only these shards, e.g. 0,5,9 (finish the rest later)")
 
 
+def default_shards(cert: str, n: int) -> int:
+    """n, or d_vocab if fewer for a hybrid certificate (its shards hold whole query tokens)."""
+    try:
+        doc = json.loads(Path(cert).read_bytes())
+        if doc["strategy"]["name"] == "hybrid":
+            return min(n, int(doc["model"]["d_vocab"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # unreadable: the checker says why, shard by shard
+    return n
+
+
 def cmd_verify_sharded(args: Any) -> int:
-    shards = args.shards or 4 * args.workers
+    shards = args.shards or default_shards(args.cert, 4 * args.workers)
     if shards < 1 or args.workers < 1:
         raise ValueError("--shards and --workers must be positive")
     out = args.out or f"{args.cert}.shards"

@@ -14,7 +14,9 @@ Three tools (design.md, "Sound arithmetic"):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import flint
 import numpy as np
@@ -32,10 +34,6 @@ def exact_matrix(a: np.ndarray) -> flint.fmpq_mat:
     rows, cols = a.shape
     entries = [flint.fmpq(*float(x).as_integer_ratio()) for x in a.ravel().tolist()]
     return flint.fmpq_mat(rows, cols, entries)
-
-
-def fmpq_to_fraction(x: flint.fmpq) -> Fraction:
-    return Fraction(int(x.p), int(x.q))
 
 
 def nearest_float(x: flint.fmpq) -> float:
@@ -101,6 +99,26 @@ def ball_bounds(b: flint.arb) -> tuple[float, float]:
     return float(np.nextafter(lo, -INF)), float(np.nextafter(hi, INF))
 
 
+def upper_floats(balls: list[flint.arb]) -> np.ndarray:
+    """A Counted array of floats above every point of each ball."""
+    return counted(np.array([ball_bounds(b)[1] for b in balls]))
+
+
+def exp_enclosure(values: list, shifts: list, per_row: int, inv_s: flint.arb, work: Any, flops=3):
+    """Counted floats 0 <= lo <= exp((x_i - shifts[i // per_row]) inv_s) <= hi for each value
+    x_i (a rational, or a float taken exactly), in rows of per_row: arb encloses exp,
+    ``ball_bounds`` rounds outward, lo is clamped at 0 as exp > 0. ``flops`` per value counted."""
+    lo, hi = np.empty(len(values)), np.empty(len(values))
+    for i, x in enumerate(values):
+        shift = shifts[i // per_row]
+        b = flint.arb(x) - ball(shift) if isinstance(x, float) else ball(x - shift)
+        lo[i], hi[i] = ball_bounds((b * inv_s).exp())
+        if i % 4096 == 0:
+            work.tick("softmax factors", i, len(values))
+    work.add(flops * len(values))
+    return counted(np.maximum(lo, 0.0).reshape(-1, per_row)), counted(hi.reshape(-1, per_row))
+
+
 # --- outward-rounded float64 intervals --------------------------------------------------------
 
 
@@ -118,30 +136,19 @@ def up(x: np.ndarray | float) -> np.ndarray:
     return np.nextafter(x, INF)
 
 
-def iv_add(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    return down(a[0] + b[0]), up(a[1] + b[1])
+def prefix_sums(x: np.ndarray, rnd: Callable) -> np.ndarray:
+    """[:, n] = the sum of the first n columns of x, each partial sum rounded by rnd (``up`` for
+    an upper bound of sums of upper bounds, ``down0`` for lower bounds of non-negative terms)."""
+    out = np.zeros((x.shape[0], x.shape[1] + 1))
+    for n in range(x.shape[1]):
+        out[:, n + 1] = rnd(out[:, n] + x[:, n])
+    return out
 
 
-def iv_sub(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    return down(a[0] - b[1]), up(a[1] - b[0])
-
-
-def iv_mul(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """Interval product: the min/max of the four endpoint products, each rounded outward."""
-    p = (a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1])
-    lo = np.minimum(np.minimum(p[0], p[1]), np.minimum(p[2], p[3]))
-    hi = np.maximum(np.maximum(p[0], p[1]), np.maximum(p[2], p[3]))
-    return down(lo), up(hi)
-
-
-def iv_div_positive(a: tuple, b: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """a / b for an interval b with b.lo > 0 (callers guarantee positivity)."""
-    if not np.all(np.asarray(b[0]) > 0):
-        raise ValueError("iv_div_positive: divisor interval not certainly positive")
-    q = (a[0] / b[0], a[0] / b[1], a[1] / b[0], a[1] / b[1])
-    lo = np.minimum(np.minimum(q[0], q[1]), np.minimum(q[2], q[3]))
-    hi = np.maximum(np.maximum(q[0], q[1]), np.maximum(q[2], q[3]))
-    return down(lo), up(hi)
+def up_mul(w: tuple, y_hi: np.ndarray) -> np.ndarray:
+    """An upper bound on w y for every true w >= 0 in [w_lo, w_hi] and true y <= y_hi (w y is
+    linear in w, so its largest value is at an end)."""
+    return up(np.maximum(w[0] * y_hi, w[1] * y_hi))
 
 
 # --- a-priori error bounds for plain float64 (the filtered fast path) ------------------------

@@ -15,7 +15,6 @@ with E_q = W_E + W_pos[k-1] (the query is always at the last position).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import flint
 
@@ -24,25 +23,13 @@ from checker.cost import Work
 from checker.format import Certificate
 
 
-def memoised(circuit: Callable[[Weights], flint.fmpq_mat]) -> Callable[[Weights], flint.fmpq_mat]:
-    """A circuit method computed once per Weights: rules sharing circuits pay for them once."""
-
-    @functools.wraps(circuit)
-    def get(self: Weights) -> flint.fmpq_mat:
-        if circuit.__name__ not in self.memo:
-            self.memo[circuit.__name__] = circuit(self)
-        return self.memo[circuit.__name__]
-
-    return get
-
-
 class Weights:
-    """The certificate's weights as exact matrices, with FLOP-counted products."""
+    """The certificate's weights as exact matrices, with FLOP-counted products; each circuit is
+    a property computed once, so rules sharing circuits pay for them once."""
 
     def __init__(self, cert: Certificate, work: Work):
         w = cert.weights
         self.work = work
-        self.k = cert.config.n_ctx
         self.E = exact_matrix(w["embed.W_E"])
         self.P = exact_matrix(w["pos_embed.W_pos"])
         self.Q, self.K, self.V = (exact_matrix(w[f"blocks.0.attn.W_{n}"][0]) for n in "QKV")
@@ -51,9 +38,9 @@ class Weights:
         self.bO = exact_matrix(w["blocks.0.attn.b_O"])
         self.U = exact_matrix(w["unembed.W_U"])
         self.bU = exact_matrix(w["unembed.b_U"])
-        self.Eq = self.E + broadcast_row(row(self.P, self.k - 1), self.E.nrows())
+        last = exact_matrix(w["pos_embed.W_pos"][-1])  # the query position's row of P
+        self.Eq = self.E + broadcast_row(last, self.E.nrows())
         work.add(self.E.nrows() * self.E.ncols())
-        self.memo: dict[str, flint.fmpq_mat] = {}  # circuits computed (and counted) once
 
     def mul(self, a: flint.fmpq_mat, b: flint.fmpq_mat) -> flint.fmpq_mat:
         self.work.matmul(a.nrows(), a.ncols(), b.ncols())
@@ -63,31 +50,31 @@ class Weights:
         self.work.add(a.nrows() * a.ncols())
         return a + broadcast_row(row, a.nrows())
 
-    @memoised
+    @functools.cached_property
     def query(self) -> flint.fmpq_mat:
         """E_q Q + b_Q  [v, d_head]."""
         return self.add_row(self.mul(self.Eq, self.Q), self.bQ)
 
-    @memoised
+    @functools.cached_property
     def eqke(self) -> flint.fmpq_mat:
         key = self.add_row(self.mul(self.E, self.K), self.bK)
-        return self.mul(self.query(), key.transpose())
+        return self.mul(self.query, key.transpose())
 
-    @memoised
+    @functools.cached_property
     def eqkp(self) -> flint.fmpq_mat:
-        return self.mul(self.query(), self.mul(self.P, self.K).transpose())
+        return self.mul(self.query, self.mul(self.P, self.K).transpose())
 
-    @memoised
+    @functools.cached_property
     def evou(self) -> flint.fmpq_mat:
         ev = self.add_row(self.mul(self.E, self.V), self.bV)
         evo = self.add_row(self.mul(ev, self.O), self.bO)
         return self.add_row(self.mul(evo, self.U), self.bU)
 
-    @memoised
+    @functools.cached_property
     def pvou(self) -> flint.fmpq_mat:
         return self.mul(self.mul(self.mul(self.P, self.V), self.O), self.U)
 
-    @memoised
+    @functools.cached_property
     def eu(self) -> flint.fmpq_mat:
         return self.mul(self.Eq, self.U)
 
@@ -95,8 +82,3 @@ class Weights:
 def broadcast_row(row: flint.fmpq_mat, n: int) -> flint.fmpq_mat:
     """An n-row matrix whose every row is ``row`` (a 1×c matrix)."""
     return flint.fmpq_mat(n, row.ncols(), list(row.entries()) * n)
-
-
-def row(m: flint.fmpq_mat, i: int) -> flint.fmpq_mat:
-    """Row i of m as a 1×c matrix."""
-    return flint.fmpq_mat(1, m.ncols(), [m[i, j] for j in range(m.ncols())])

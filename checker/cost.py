@@ -26,9 +26,6 @@ FLOAT_RATE, EXACT_RATE, BALL_RATE = 1e10, 1e9, 1e7  # float64 / exact / arb-exp 
 class OverBudget(Exception): ...  # no verdict: the limits do not allow the check (exit 2)
 
 
-class TimeLimitExceeded(OverBudget): ...  # from Work.tick or the alarm
-
-
 class Cost(NamedTuple):  # known from the model's dimensions before anything is allocated:
     bytes: float  # about the peak memory
     seconds: float  # at least this long (at the optimistic rates above)
@@ -68,7 +65,7 @@ class Work:
         """Call often from long loops: stops at the deadline, prints progress at most 2/s."""
         now = time.monotonic()
         if self.deadline is not None and now > self.deadline:
-            raise TimeLimitExceeded(f"time limit reached after {now - self.started:.1f} s")
+            raise OverBudget(f"time limit reached after {now - self.started:.1f} s")
         if self.progress and total and now - self._last_print > 0.5:
             self._last_print = now
             print(f"\r{label} {done}/{total}", end="", file=sys.stderr, flush=True)

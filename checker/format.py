@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,6 @@ WEIGHT_KEYS = (
 )
 SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text())
 _DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8"}
-_RATIONAL = re.compile(r"-?(0|[1-9][0-9]*)(/[1-9][0-9]*)?")
-_HEXFLOAT = re.compile(r"(-?)0x([01])\.([0-9a-f]{0,13})p([+-]?[0-9]{1,4})")
 _INTEGER = re.compile(r"(0|[1-9][0-9]*)")
 
 
@@ -105,17 +102,8 @@ def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
     if claimed > total:
         raise FormatError(f"claim.correct_count: {claimed} exceeds the {total} inputs")
     strategy = doc["strategy"]
-    return Certificate(
-        config,
-        weights,
-        sha,
-        strategy["name"],
-        strategy["options"],
-        doc["witnesses"],
-        doc["lemmas"],
-        claimed,
-        doc.get("provenance"),
-    )
+    parts = (strategy["name"], strategy["options"], doc["witnesses"], doc["lemmas"], claimed)
+    return Certificate(config, weights, sha, *parts, doc.get("provenance"))
 
 
 def load_json(data: bytes, what: str = "certificate") -> Any:
@@ -148,13 +136,8 @@ def load_json(data: bytes, what: str = "certificate") -> Any:
         raise FormatError(f"{what}: float literal {s[:20]} not allowed; numbers must be strings")
 
     try:
-        doc = json.loads(
-            text,
-            object_pairs_hook=unique,
-            parse_constant=no_constant,
-            parse_int=small_int,
-            parse_float=no_float,
-        )
+        hooks = {"parse_int": small_int, "parse_float": no_float, "parse_constant": no_constant}
+        doc = json.loads(text, object_pairs_hook=unique, **hooks)
     except json.JSONDecodeError as e:
         raise FormatError(f"{what} is not valid JSON ({e.msg} at line {e.lineno})") from None
     except RecursionError:
@@ -223,36 +206,10 @@ def validate(value: Any, schema: dict[str, Any], where: str = "") -> None:
 # --- field access and exact decoding (also used by the rules) ---------------------------------
 
 
-def field(obj: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
-    if not isinstance(obj, dict) or key not in obj:
-        raise FormatError(f"{where + key}: missing")
-    value = obj[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FormatError(f"{where + key}: must be {kind.__name__}")
-    return value
-
-
 def decode_integer(s: Any, where: str) -> int:
     if not isinstance(s, str) or len(s) > MAX_NUMBER_CHARS or not _INTEGER.fullmatch(s):
         raise FormatError(f"{where}: expected a non-negative decimal integer string")
     return int(s)
-
-
-def decode_number(s: Any, where: str) -> Fraction:
-    """An exact number: a rational "p/q" (or integer "p") or an exact hex float "0x1.8p+3".
-
-    A hex float denotes its exact value sign * (lead.frac)_16 * 2^exp, decoded with integers
-    (never through ``float``, which would round or overflow).
-    """
-    if not isinstance(s, str) or len(s) > MAX_NUMBER_CHARS:
-        raise FormatError(f"{where}: expected a number string")
-    if _RATIONAL.fullmatch(s):
-        return Fraction(s)
-    if m := _HEXFLOAT.fullmatch(s):
-        sign, lead, frac, exp = m.groups()
-        value = int(lead + frac, 16) * Fraction(2) ** (int(exp) - 4 * len(frac))
-        return -value if sign else value
-    raise FormatError(f"{where}: {s[:30]!r} is not a rational 'p/q' or a hex float")
 
 
 def decode_array(obj: Any, where: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -275,6 +232,19 @@ def decode_array(obj: Any, where: str, shape: tuple[int, ...] | None = None) -> 
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         raise FormatError(f"{where}: contains NaN or infinity")
     return arr.astype(arr.dtype.newbyteorder("="))
+
+
+def decode_field(obj: Any, key: str, where: str, shape: tuple, dtype: Any = None, top: Any = None):
+    """The array ``obj[key]`` (named ``where + key`` in errors) of this shape and, if given, dtype;
+    with ``top`` (a number, or an array of this shape) every entry must be in 0..top."""
+    if not isinstance(obj, dict) or key not in obj:
+        raise FormatError(f"{where + key}: missing")
+    a = decode_array(obj[key], where + key, shape)
+    if dtype is not None and a.dtype != np.dtype(dtype):
+        raise FormatError(f"{where + key}: must be {dtype}")
+    if top is not None and (np.any(a < 0) or np.any(a > top)):
+        raise FormatError(f"{where + key}: an entry is negative or above its largest value")
+    return a
 
 
 def weights_sha256(weights: dict[str, np.ndarray]) -> str:

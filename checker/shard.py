@@ -1,8 +1,11 @@
 """Sharded checking: the input space cut into N ranges, each checked by its own run.
 
 Shard I of N: the inputs whose index (query token, then positions 0..K-2, base v) is in ``span``,
-whole blocks of v^min(2, K-1) indices (the rules' unit of work). ``combine`` checks that shard
-results fit together, not their counts: each is as trustworthy as its machine (docs/format.md).
+whole units of the rule's work: blocks of v^min(2, K-1) indices (brute), or one query token's
+v^(K-1) inputs (hybrid: its cases, hence its lemma claims and remainders, are per query token).
+Units ⌊I·U/N⌋ to ⌊(I+1)·U/N⌋ - 1 for I = 0..N-1 partition the U units, so the shards partition
+the v^K inputs: counts of disjoint sets add up. ``combine`` checks that shard results fit
+together, not their counts: each is as trustworthy as its machine (docs/format.md).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from checker.format import Certificate, FormatError, decode_integer
 
-SHARDED = ("brute",)  # strategies whose rule takes ``inputs``, a block-aligned range of indices
+SHARDED = ("brute", "hybrid")  # strategies whose rule takes ``inputs``, a range of whole units
 SAME = ("certificate_sha256", "model_sha256", "strategy", "claimed_count", "n_ctx", "d_vocab")
 
 
@@ -23,19 +26,23 @@ def parse_shard(text: str) -> tuple[int, int]:
     return int(i), int(n)
 
 
-def span(i: int, n: int, v: int, k: int) -> range:
-    size, blocks = v ** min(2, k - 1), v ** max(k - 2, 1)  # block size, number of blocks
-    return range(i * blocks // n * size, (i + 1) * blocks // n * size)
+def span(i: int, n: int, v: int, k: int, strategy: str = "brute") -> range:
+    size = v ** (k - 1) if strategy == "hybrid" else v ** min(2, k - 1)  # one unit (divides v^K)
+    units = v**k // size
+    return range(i * units // n * size, (i + 1) * units // n * size)
 
 
 def check_shard(cert: Certificate, work: Any, result: dict[str, Any], i: int, n: int) -> int:
     """Count shard i of n: verdict "shard" (exit 0), or "rejected" if a rule's claim fails."""
     from checker.rules import rule_for
 
+    v, k = cert.config.d_vocab, cert.config.n_ctx
     if cert.strategy not in SHARDED:
         raise FormatError(f"--shard: strategy {cert.strategy!r} is not checked in shards")
-    inputs = span(i, n, cert.config.d_vocab, cert.config.n_ctx)
-    outcome = rule_for(cert.strategy)(cert, work, inputs)  # type: ignore[call-arg,misc]
+    if cert.strategy == "hybrid" and n > v:
+        raise FormatError(f"--shard: N must be at most d_vocab = {v} (hybrid shards hold queries)")
+    inputs = span(i, n, v, k, cert.strategy)
+    outcome = rule_for(cert.strategy)(cert, work, inputs)
     result.update(outcome.report, verified_count=str(outcome.verified_count), shard=[i, n])
     result.update(shard_inputs=[str(inputs.start), str(inputs.stop)], failed_claim=outcome.failed)
     result["verdict"] = "shard" if outcome.failed is None else "rejected"
@@ -86,7 +93,7 @@ def _load(path: str) -> dict[str, Any]:
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError, RecursionError):
         raise FormatError(f"{path}: not a result of 'checker verify --shard I/N --json'") from None
-    inputs = span(i, n, v, k)
+    inputs = span(i, n, v, k, r["strategy"])
     if r["shard_inputs"] != [str(inputs.start), str(inputs.stop)] or count > len(inputs):
         raise FormatError(f"{path}: shard {i}/{n} must be {inputs}, count <= {len(inputs)}")
     return r | {"i": i, "n": n, "count": count}

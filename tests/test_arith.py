@@ -8,6 +8,7 @@ from fractions import Fraction
 
 import flint
 import numpy as np
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -50,7 +51,7 @@ def le(a: float | Fraction, b: float | Fraction) -> bool:
 @given(st.lists(any_float, min_size=1, max_size=12))
 def test_exact_matrix_is_exact(xs: list[float]) -> None:
     m = arith.exact_matrix(np.array(xs))
-    assert [arith.fmpq_to_fraction(e) for e in m.entries()] == [Fraction(x) for x in xs]
+    assert [Fraction(int(e.p), int(e.q)) for e in m.entries()] == [Fraction(x) for x in xs]
 
 
 @given(rationals())
@@ -88,28 +89,6 @@ def test_down_and_up_are_the_neighbouring_floats(x: float) -> None:
     assert float(arith.up(x)) == math.nextafter(x, math.inf) > x
 
 
-def interval(draw_pair: tuple[float, float]) -> tuple[float, float]:
-    return min(draw_pair), max(draw_pair)
-
-
-pairs = st.tuples(any_float, any_float).map(interval)
-
-
-@given(pairs, pairs)
-def test_interval_ops_enclose_every_corner(a: tuple[float, float], b: tuple[float, float]) -> None:
-    corners = [(Fraction(x), Fraction(y)) for x in a for y in b]
-    for op, exact in (
-        (arith.iv_add, lambda x, y: x + y),
-        (arith.iv_sub, lambda x, y: x - y),
-        (arith.iv_mul, lambda x, y: x * y),
-    ):
-        lo, hi = op(a, b)
-        assert all(le(float(lo), exact(x, y)) and le(exact(x, y), float(hi)) for x, y in corners)
-    if b[0] > 0:
-        lo, hi = arith.iv_div_positive(a, b)
-        assert all(le(float(lo), x / y) and le(x / y, float(hi)) for x, y in corners)
-
-
 @given(st.lists(st.one_of(st.floats(-(2.0**900), 2.0**900), subnormals), min_size=1, max_size=20))
 def test_gamma_bounds_every_float_summation_order(xs: list[float]) -> None:
     exact = sum(map(Fraction, xs), Fraction(0))
@@ -129,7 +108,13 @@ def test_arb_float_is_the_nearest_float_to_the_midpoint(x: Fraction) -> None:
         b = flint.arb(fmpq(x))
         man, exp = b.mid().man_exp()
     mid = Fraction(int(man)) * Fraction(2) ** int(exp)
-    assert arith.arb_float(b) == arith.nearest_float(fmpq(mid))
+    try:
+        nearest = arith.nearest_float(fmpq(mid))
+    except OverflowError:  # rounds beyond the float range: arb_float refuses it too
+        with pytest.raises(ArithmeticError):
+            arith.arb_float(b)
+        return
+    assert arith.arb_float(b) == nearest
 
 
 terms = st.dictionaries(

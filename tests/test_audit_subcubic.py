@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from fractions import Fraction
 
 import flint
 import numpy as np
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from certify.certificate import encode_array
 from certify.strategies import subcubic as sc
-from checker.arith import float_above, fmpq_to_fraction
+from checker.arith import float_above
 from checker.circuits import Weights
 from checker.cost import Work
 from checker.format import decode_array, parse
@@ -89,7 +90,7 @@ def randomise(doc: dict, rng: np.random.Generator, scale: float, nudge: bool) ->
     cert = parse(json.dumps(doc).encode())
     option = cert.options["eps"]
     _, eps, _ = subcubic.attention_error(Weights(cert, Work()), option, wit, Work())
-    lemma = np.array([float_above(fmpq_to_fraction(flint.fmpq(e))) for e in eps])
+    lemma = np.array([float_above(Fraction(str(flint.fmpq(e)))) for e in eps])
     doc["lemmas"]["eps"] = encode_array(lemma * rng.choice([1.0, 1.0, 1.5, 10.0]))
     return doc
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from fractions import Fraction
 from typing import Any
 
 import jsonschema
@@ -19,7 +18,6 @@ from checker.format import (
     FormatError,
     decode_array,
     decode_integer,
-    decode_number,
     load_json,
     parse,
     validate,
@@ -147,31 +145,6 @@ def test_bad_field_is_named(doc: dict[str, Any], path: str, value: Any, match: s
 def test_nan_weight_is_refused(doc: dict[str, Any]) -> None:
     nan = base64.b64encode(np.full((4, 4), np.nan, "<f4").tobytes()).decode()
     rejects(edit(doc, f"{W_E}/data", nan), "W_E: contains NaN")
-
-
-@given(st.floats(allow_nan=False, allow_infinity=False))
-def test_hex_floats_decode_exactly(x: float) -> None:
-    assert decode_number(x.hex(), "x") == Fraction(x)
-
-
-@given(st.fractions())
-def test_rationals_decode_exactly(x: Fraction) -> None:
-    text = str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
-    assert decode_number(text, "x") == x
-
-
-def test_hex_float_decoding_never_rounds() -> None:
-    assert decode_number("0x1.0000000000001p-1074", "x") == Fraction(2**52 + 1, 2**52 * 2**1074)
-    assert decode_number("0x1.8p+9999", "x") == Fraction(3 * 2**9998)
-    assert decode_number("-0x0.0000000000001p-1022", "x") == -Fraction(1, 2**1074)
-
-
-@pytest.mark.parametrize(
-    "text", ["1.5", "1e3", "0x1p3", "01", "1/0", "+1", " 1", "1/", "0X1.0P+0", "inf", "nan", 7]
-)
-def test_malformed_numbers_are_refused(text: Any) -> None:
-    with pytest.raises(FormatError, match="lemma"):
-        decode_number(text, "lemma")
 
 
 def test_integers_are_non_negative_decimal() -> None:

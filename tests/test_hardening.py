@@ -436,16 +436,23 @@ def test_every_rule_estimates_its_cost() -> None:
         assert rule_for(name) is not None and name in ESTIMATES, name
 
 
+def _slow_query(q: int) -> tuple[int, int]:
+    time.sleep(0.5)
+    return 0, q  # (FLOPs, result), as map_queries expects
+
+
 def test_an_error_in_the_caller_s_loop_kills_the_query_workers_at_once() -> None:
     """The time limit (or Ctrl-C) raised between two results: the workers must be gone when the
-    error leaves ``map_queries``, not after they have worked through the queue."""
+    error leaves the loop, not after they have worked through the queue."""
     import multiprocessing
+    from types import SimpleNamespace
 
+    from checker.cost import Work
     from checker.rules.brute import map_queries
 
     start = time.monotonic()
-    with pytest.raises(RuntimeError), map_queries(time.sleep, [0.5] * 40, 64) as results:
-        for _ in results:
+    with pytest.raises(RuntimeError):
+        for _ in map_queries(_slow_query, [0] * 40, SimpleNamespace(v=64), Work(), "test"):
             raise RuntimeError("over the time limit")
     assert time.monotonic() - start < 5  # the queue would keep 2 workers busy for 10 s
     assert not multiprocessing.active_children()

@@ -198,7 +198,7 @@ def test_case_moved_from_enumerated_to_covered_is_rejected(honest) -> None:
     a = lemma_arrays(doc)
     cert, work = parse(json.dumps(doc).encode()), Work()
     none = np.zeros_like(a["enumerate"])
-    covered, _ = hybrid.cover(cert, hybrid.Weights(cert, work), a["lemma"], none, work)
+    covered, _ = hybrid.cover(cert, hybrid.Weights(cert, work), a["lemma"], none, range(6))
     q, m, c = np.argwhere((a["enumerate"] > 0) & (a["correct"] > covered))[0]
     a["enumerate"][q, m, c] = 0
     failed = check(with_lemmas(doc, enumerate=a["enumerate"])).failed

@@ -13,9 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from certify.certificate import encode_array
 from certify.model import MaxOfKConfig
 from checker.cost import Work
-from checker.format import parse
+from checker.format import decode_array, parse
+from checker.rules import hybrid
 from checker.rules.brute import check
 from checker.shard import span
 from tests.certgen import brute_doc, dumps, random_weights, run_checker
@@ -166,13 +168,14 @@ def test_only_sharded_strategies_take_a_shard(tmp_path: Path) -> None:
         assert e.value.code == 2
 
 
-def test_verify_sharded_on_a_local_dask_cluster(model, tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["brute", "hybrid"])
+def test_verify_sharded_on_a_local_dask_cluster(model, tmp_path: Path, strategy: str) -> None:
     """certify verify-sharded: shards on Dask workers (checker subprocesses), combined here;
     a partial run leaves combine refusing, a second run with the rest completes it."""
     pytest.importorskip("distributed")
     from certify.sharded import summary, verify_sharded
 
-    doc = brute_doc(model)
+    doc = brute_doc(model) if strategy == "brute" else hybrid_doc(model)
     cert = tmp_path / "c.json"
     cert.write_bytes(dumps(doc))
     runs, status, verdict = verify_sharded(cert, 3, tmp_path / "out", workers=1, only=[0, 2])
@@ -180,4 +183,111 @@ def test_verify_sharded_on_a_local_dask_cluster(model, tmp_path: Path) -> None:
     assert status == 2 and verdict == "ERROR: missing shard(s) 1 of 3"
     runs, status, verdict = verify_sharded(cert, 3, tmp_path / "out", workers=1, only=[1])
     assert status == 0 and verdict.startswith(f"VERIFIED: at least {doc['claim']['correct_count']}")
+    assert f"({strategy}; 3 shard results, each trusted" in verdict
     assert "| 1 | 3 |" in "\n".join(summary(runs, 3))
+
+
+# --- hybrid: shards of whole query tokens --------------------------------------------------------
+
+
+def hybrid_doc(weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The full hybrid certificate (every remainder settled: the exact count) of ``weights``."""
+    from certify.certificate import build
+    from certify.circuits import circuits
+    from certify.model import validate
+    from certify.strategies.hybrid import prove
+
+    config, weights = validate(weights)
+    return build(config, weights, prove(config, weights, circuits(config, weights)))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(v=st.integers(2, 4), k=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
+def test_each_hybrid_shard_counts_exactly_the_inputs_of_its_queries(v: int, k: int, seed: int):
+    """Shard i of n holds whole query tokens; its count is the exact oracle's over its span, and
+    the counts of every split add up to the whole check's."""
+    config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=2, d_head=2)
+    cert = parse(dumps(hybrid_doc(random_model(config, seed, 1, 1.0))))
+    c = exact_circuits(cert.weights)
+    correct = {
+        index(seq, v)
+        for seq in itertools.product(range(v), repeat=k)
+        if all(margin_sign(c, seq, x, 2) > 0 for x in range(v) if x != max(seq))
+    }
+    whole = hybrid.check(cert, Work())
+    assert whole.failed is None and whole.verified_count == len(correct)
+    for n in range(1, v + 1):
+        spans = [span(i, n, v, k, "hybrid") for i in range(n)]
+        assert [s.start for s in spans[1:]] == [s.stop for s in spans[:-1]]
+        assert (spans[0].start, spans[-1].stop) == (0, v**k)
+        assert all(len(s) % v ** (k - 1) == 0 and len(s) > 0 for s in spans)  # whole queries
+        counts = [hybrid.check(cert, Work(), inputs) for inputs in spans]
+        assert all(r.failed is None for r in counts)
+        assert [r.verified_count for r in counts] == [len(correct & set(s)) for s in spans]
+
+
+def test_combined_hybrid_shards_verify(tmp_path: Path) -> None:
+    """K = 4, v = 4: a hybrid shard is whole queries (64 inputs), a brute-force one blocks of 16,
+    and combine recomputes the hybrid ranges."""
+    doc = hybrid_doc(random_weights(4, 4, 4, seed=5))
+    for n in (1, 2, 3):
+        paths = shard_results(doc, n, tmp_path)
+        status, result, err = combine(*paths)
+        assert status == 0 and err.startswith("VERIFIED") and "(hybrid; " in err
+        assert result["verified_count"] == doc["claim"]["correct_count"]
+        for i, path in enumerate(paths):
+            inputs = span(i, n, 4, 4, "hybrid")
+            assert json.loads(path.read_text())["shard_inputs"] == [
+                str(inputs.start),
+                str(inputs.stop),
+            ]
+    assert span(1, 3, 4, 4, "hybrid") == range(64, 128) and span(1, 3, 4, 4) == range(80, 160)
+    status, result, _ = combine(paths[0], paths[2])
+    assert status == 2 and "missing shard(s) 1 of 3" in result["failed_claim"]
+    status, result, _ = combine(*paths, paths[0])
+    assert status == 2 and "given twice" in result["failed_claim"]
+    moved = tamper(paths[1], shard_inputs=["80", "160"])  # a brute-force shard's range
+    assert "must be range(64, 128)" in combine(paths[0], moved, paths[2])[1]["failed_claim"]
+
+
+def test_a_tampered_hybrid_claim_is_rejected_in_its_shard(model, tmp_path: Path) -> None:
+    """One case's claim raised past what its query's shard proves: that shard rejects it (exit
+    1), the others, which do not check it, are unaffected, and combine refuses the set."""
+    doc = hybrid_doc(model)
+    correct = decode_array(doc["lemmas"]["correct"], "correct").copy()
+    q, m, c = np.argwhere(correct < hybrid.case_sizes(6, 3))[0]
+    correct[q, m, c] += 1
+    doc["lemmas"]["correct"] = encode_array(correct)
+    cert = tmp_path / "c.json"
+    cert.write_bytes(dumps(doc))
+    shard = int(q) * 3 // 6  # of 3 shards of two query tokens each
+    for i in range(3):
+        status, out, err = run_checker("verify", str(cert), "--shard", f"{i}/3", "--json")
+        if i == shard:
+            assert status == 1 and f"lemmas.correct[{q},{m},{c}]" in err
+            assert json.loads(out)["verdict"] == "rejected"
+        else:
+            assert status == 0 and err.startswith(f"SHARD {i}/3: at least ")
+        (tmp_path / f"r{i}.json").write_text(out)
+    assert combine(*(tmp_path / f"r{i}.json" for i in range(3)))[0] == 2
+
+
+def test_hybrid_shards_hold_whole_query_tokens(model, tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_bytes(dumps(hybrid_doc(model)))
+    status, out, err = run_checker("verify", str(tmp_path / "c.json"), "--shard", "0/7")
+    assert status == 2 and not out and len(err.splitlines()) == 1
+    assert err.startswith("ERROR: --shard: N must be at most d_vocab = 6")
+    cert = parse((tmp_path / "c.json").read_bytes())
+    for part in (range(0, 35), range(1, 72)):  # the rule itself refuses part of a query
+        with pytest.raises(ValueError, match="whole query tokens"):
+            hybrid.check(cert, Work(), part)
+
+
+def test_verify_sharded_defaults_to_at_most_v_hybrid_shards(model, tmp_path: Path) -> None:
+    from certify.sharded import default_shards
+
+    for name, doc, expected in (("h", hybrid_doc(model), 6), ("b", brute_doc(model), 8)):
+        (tmp_path / name).write_bytes(dumps(doc))
+        assert default_shards(str(tmp_path / name), 8) == expected
+    (tmp_path / "bad").write_bytes(b"[1")
+    assert default_shards(str(tmp_path / "bad"), 8) == 8

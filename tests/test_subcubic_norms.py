@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certify.certificate import encode_array
-from checker.arith import exact_matrix, fmpq_to_fraction
+from checker.arith import exact_matrix
 from checker.circuits import Weights
 from checker.cost import Work
 from checker.format import parse
@@ -62,10 +62,10 @@ def test_per_entry_bound_covers_the_exact_eqke_error(seed, v, k, noise, variant,
     approx, eps, delta = subcubic.attention_error(w, cert.options["eps"], cert.witnesses, Work())
     eqke = exact_circuits(weights)["eqke"]
     for q in range(v):
-        err = [eqke[q][t] - fmpq_to_fraction(approx[q, t]) for t in range(v)]
+        err = [eqke[q][t] - Fraction(int(approx[q, t].p), int(approx[q, t].q)) for t in range(v)]
         for t in range(v):
             assert abs(err[t]) <= delta[q, t], (q, t)
-        assert max(err) - min(err) <= fmpq_to_fraction(eps[q])
+        assert max(err) - min(err) <= Fraction(int(eps[q].p), int(eps[q].q))
 
 
 @settings(max_examples=30, deadline=None)

@@ -8,12 +8,12 @@ raising; ``FormatError`` is for malformed witnesses/lemmas (exit 2).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from checker.cost import Work
-from checker.format import Certificate
+from checker.format import FormatError
 
 
 @dataclass
@@ -23,25 +23,12 @@ class RuleResult:
     report: dict[str, Any] = field(default_factory=dict)  # e.g. unexplained_dims
 
 
-Rule = Callable[[Certificate, Work], RuleResult]
+Rule = Callable[..., RuleResult]  # check(cert, work) or, for SHARDED strategies, also inputs
+STRATEGIES = ("brute", "cubic", "hybrid", "subcubic")  # each the module checker/rules/<name>.py
 
 
-def rule_for(strategy: str) -> Rule | None:
+def rule_for(strategy: str) -> Rule:
     """The rule checking ``strategy`` (imported lazily so each rule stays independent)."""
-    if strategy == "brute":
-        from checker.rules import brute
-
-        return brute.check
-    if strategy == "cubic":
-        from checker.rules import cubic
-
-        return cubic.check
-    if strategy == "hybrid":
-        from checker.rules import hybrid
-
-        return hybrid.check
-    if strategy == "subcubic":
-        from checker.rules import subcubic
-
-        return subcubic.check
-    return None
+    if strategy not in STRATEGIES:  # the schema allows no other name; checked again here
+        raise FormatError(f"strategy.name: no rule for strategy {strategy!r}")
+    return importlib.import_module(f"checker.rules.{strategy}").check

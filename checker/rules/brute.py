@@ -26,10 +26,9 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, TypeVar
+from typing import Any
 
 import flint
 import numpy as np
@@ -61,9 +60,8 @@ class Tables:
     zeta: float
 
 
-R = TypeVar("R")
-_TABLES: Tables | None = None  # inherited by forked workers
-_WORK: Work | None = None
+TABLES: Tables | None = None  # what ``map_queries`` tasks read (forked workers inherit it)
+WORK: Work | None = None
 
 
 def cost(c: Config) -> Cost:
@@ -79,20 +77,15 @@ ESTIMATES["brute"] = cost
 
 def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
     """Count the inputs (in the shard ``inputs``, if given) provably correct in exact reals."""
-    global _TABLES, _WORK
-    _TABLES, _WORK = tables(cert, Weights(cert, work), work), work
     count, undecided, v, k = 0, 0, cert.config.d_vocab, cert.config.n_ctx
     # Blocks: inputs differing only in the inner free positions; block q * per_q + (outer index)
     size, per_q = v ** min(2, k - 1), v ** max(k - 3, 0)
     first, stop = (0, v * per_q) if inputs is None else (inputs.start // size, inputs.stop // size)
     pieces = [(q, max(first - q * per_q, 0), min(stop - q * per_q, per_q)) for q in range(v)]
     pieces = [p for p in reversed(pieces) if p[1] < p[2]]  # large q first: slowest blocks
-    with map_queries(count_query, pieces, v) as results:
-        for done, (n, flops, und) in enumerate(results, 1):
-            count, undecided = count + n, undecided + und
-            work.add(flops)
-            work.tick("brute force: query tokens", done, len(pieces))
-    _TABLES = _WORK = None
+    t = tables(cert, Weights(cert, work), work)
+    for n, und in map_queries(count_query, pieces, t, work, "brute force: query tokens"):
+        count, undecided = count + n, undecided + und
     report = {"unexplained_dims": v ** (k + 1), "undecided_inputs": undecided}
     return RuleResult(count, report=report)
 
@@ -100,9 +93,9 @@ def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleRes
 def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     """Exact circuits and scores, their float tables, and the thresholds of Lemma 3."""
     k, v = cert.config.n_ctx, cert.config.d_vocab
-    exact = (w.evou(), w.pvou(), w.eu())
+    exact = (w.evou, w.pvou, w.eu)
     evou, pvou, eu = (to_floats(m, work) for m in exact)
-    eqke, eqkp = w.eqke(), w.eqkp()
+    eqke, eqkp = w.eqke, w.eqkp
     score = [[[eqke[q, t] + eqkp[q, i] for t in range(v)] for i in range(k)] for q in range(v)]
     work.add(k * v * v)
     big = max(np.abs(a).max() for a in (evou, pvou, eu))
@@ -113,15 +106,25 @@ def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     return Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
 
 
-@contextmanager
-def map_queries(task: Callable[[Any], R], queries: Sequence[Any], v: int) -> Iterator[Iterator[R]]:
-    """The results of task(q) for each query token, from forked worker processes that inherit
-    the tables. A context manager, not a generator: an exception in the caller's loop (the time
-    limit, Ctrl-C) must kill the workers at once, not whenever a generator is collected."""
-    workers = min(os.cpu_count() or 1, 8) if v >= 8 and len(queries) > 1 else 1
-    with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
-        futures = [pool.submit(task, q) for q in queries]  # not pool.map: it cancels futures
-        yield (f.result() for f in futures)  # on an exception, which races the pool's cleanup
+def map_queries(task: Callable, queries: Sequence, t: Any, work: Work, label: str) -> Iterator:
+    """task(q) = (FLOPs, *result) for each query, in forked worker processes that inherit
+    TABLES = t (None only if there are no queries) and WORK; yields the results, FLOPs added to
+    ``work``. On an exception (time limit) queued queries stop at their first tick."""
+    global TABLES, WORK
+    TABLES, WORK = t, work
+    workers = min(os.cpu_count() or 1, 8) if len(queries) > 1 and t.v >= 8 else 1
+    try:
+        with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
+            # not pool.map: leaving it early cancels the queued futures, which races the pool's
+            # own cleanup once worker_pool has killed the workers (InvalidStateError, < 3.12)
+            futures = [pool.submit(task, q) for q in queries]
+            for done, future in enumerate(futures, 1):
+                flops, *result = future.result()
+                work.add(flops)
+                work.tick(label, done, len(queries))
+                yield result
+    finally:
+        TABLES = WORK = None
 
 
 def to_floats(m: flint.fmpq_mat, work: Work) -> np.ndarray:
@@ -167,10 +170,10 @@ def thresholds(k: int, w_max: Fraction, bmax: Fraction) -> tuple[float, float]:
 
 
 def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
-    """(correct, FLOPs, undecided) among the inputs with query q in blocks lo..hi-1 (check)."""
+    """(FLOPs, correct, undecided) among the inputs with query q in blocks lo..hi-1 (check)."""
     q, lo, hi = piece
-    T = _TABLES
-    assert T is not None and _WORK is not None
+    T = TABLES
+    assert T is not None and WORK is not None
     k, v, free = T.k, T.v, T.k - 1
     table, mag, flops = query_tables(T, q)
     n_inner = min(2, free)
@@ -182,31 +185,24 @@ def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
         inner = inner + table[j].reshape(*shape, v)
         inner_s = inner_s + mag[j].reshape(shape)
         inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
-    inner_shape = inner_s.shape
+    tokens = np.indices(inner_s.shape).reshape(n_inner, inner_s.size)  # each input's inner tokens
     inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
     inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)
-    rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
     count, undecided, n_outer = 0, 0, 0
     for outer in itertools.islice(itertools.product(range(v), repeat=free - n_inner), lo, hi):
-        _WORK.tick()
+        WORK.tick()
         n_outer += 1
         base, base_s = table[free, q].copy(), mag[free, q]
         for j, t in enumerate(outer):
             base, base_s = base + table[j, t], base_s + mag[j, t]
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)  # fl(L[x]) of every input in this block
-        right = block[target, rows]
-        block[target, rows] = -np.inf
-        margin = right - block.max(axis=0)  # fl(L[m] - max_{x != m} L[x])
-        bound = T.theta * (inner_s + base_s) + T.zeta  # E = fl(theta S + zeta)
-        count += int(np.count_nonzero(margin > bound))
-        for row in np.flatnonzero(np.abs(margin) <= bound):
-            undecided += 1
-            seq = (*outer, *(int(t) for t in np.unravel_index(row, inner_shape)), q)
-            close = np.flatnonzero(right[row] - block[:, row] <= bound[row])
-            count += settle(T, seq, [int(x) for x in close])
-    return count, flops + n_outer * (k * v + 2 * v * len(rows) + 8 * len(rows)), undecided
+        bound = T.theta * (inner_s + base_s) + T.zeta
+        correct, und = decide(T, block, target, bound, (outer, tokens, q))
+        count, undecided = count + int(np.count_nonzero(correct)), undecided + und
+    n = len(inner_max)
+    return flops + n_outer * (k * v + 2 * v * n + 8 * n), count, undecided
 
 
 def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -230,13 +226,7 @@ def top_two(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def count_known_max(
-    T: Tables,
-    q: int,
-    m: int,
-    tables: tuple[np.ndarray, ...],
-    tokens: np.ndarray,
-    full: np.ndarray,
-    work: Work,
+    T: Tables, q: int, m: int, tables: tuple, tokens: np.ndarray, full: np.ndarray, work: Work
 ) -> tuple[np.ndarray, int, int]:
     """(correct [n], FLOPs, undecided) for the inputs (tokens[:, j] .., q), all of max m, with
     tables = (p, H, top_two(p)) of query q.
@@ -246,7 +236,7 @@ def count_known_max(
     correct. The rest, where ``full`` is set, are evaluated in full (Lemma 3, rows gathered)
     and settled exactly if undecided (Lemma 4); elsewhere they are not counted."""
     table, mag, (arg, first, second) = tables
-    v, k, n = T.v, T.k, tokens.shape[1]
+    k, n = T.k, tokens.shape[1]
     slot = np.arange(k - 1)[:, None]
     a, b = table[:, :, m], np.where(arg == m, second, first)  # [K, v]
     margin = a[k - 1, q] + a[slot, tokens].sum(axis=0) - (b[k - 1, q] + b[slot, tokens].sum(axis=0))
@@ -257,15 +247,26 @@ def count_known_max(
     for part in np.array_split(fail, len(fail) // 2**14 + 1):
         work.tick()
         rows = table[k - 1, q] + table[slot, tokens[:, part]].sum(axis=0)  # fl(L[x]) [n, v]
-        right = rows[:, m].copy()
-        rows[:, m] = -np.inf
-        decided = right - rows.max(axis=1)
-        correct[part] = decided > bound[part]
-        for i in np.flatnonzero(np.abs(decided) <= bound[part]):
-            undecided += 1
-            close = np.flatnonzero(right[i] - rows[i] <= bound[part[i]]).tolist()
-            correct[part[i]] = settle(T, (*tokens[:, part[i]].tolist(), q), close)
-    return correct, 2 * k * v + n * (3 * k + 1) + len(fail) * (k * v + 4), undecided
+        correct[part], und = decide(T, rows.T, m, bound[part], ((), tokens[:, part], q))
+        undecided += und
+    return correct, 2 * k * T.v + n * (3 * k + 1) + len(fail) * (k * T.v + 4), undecided
+
+
+def decide(T: Tables, logits: np.ndarray, target: Any, bound: np.ndarray, inputs: tuple):
+    """(correct [n], undecided) for the inputs j = (*outer, *tokens[:, j], q), inputs = (outer,
+    tokens, q), with float logits fl(L[x]) in the columns of logits [v, n] (overwritten) and max
+    tokens target: correct if fl(L[m] - max_{x != m} L[x]) > E = bound (Lemma 3), wrong if < -E,
+    else settled exactly (Lemma 4)."""
+    outer, tokens, q = inputs
+    cols = np.arange(logits.shape[1])
+    right = logits[target, cols]
+    logits[target, cols] = -np.inf
+    margin = right - logits.max(axis=0)
+    correct, undecided = margin > bound, np.flatnonzero(np.abs(margin) <= bound)
+    for j in undecided:
+        close = np.flatnonzero(right[j] - logits[:, j] <= bound[j]).tolist()
+        correct[j] = settle(T, (*outer, *tokens[:, j].tolist(), q), close)
+    return correct, len(undecided)
 
 
 def settle(T: Tables, seq: tuple[int, ...], close: list[int]) -> bool:

@@ -55,10 +55,10 @@ from typing import NamedTuple
 import flint
 import numpy as np
 
-from checker.arith import ball, ball_bounds, down0, enclose_matrix, up
+from checker.arith import down0, enclose_matrix, exp_enclosure, prefix_sums, up, up_mul
 from checker.circuits import Weights
 from checker.cost import ESTIMATES, Cost, Work, rule_cost
-from checker.format import Certificate, Config, FormatError, decode_array, field
+from checker.format import Certificate, Config, FormatError, decode_field
 from checker.rules import RuleResult
 
 Interval = tuple[np.ndarray, np.ndarray]
@@ -99,16 +99,15 @@ def check(cert: Certificate, work: Work) -> RuleResult:
 
 def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     """The float enclosures every case reads (softmax factors via arb, circuits one ulp out)."""
-    eqkp = w.eqkp()
-    alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke(), eqkp))
-    circuits = (enclose_matrix(x) for x in (w.evou(), w.pvou(), w.eu()))
-    return Tables(alpha, beta, *extreme_sums(eqkp, beta, work), *circuits)
+    alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke, w.eqkp))
+    circuits = (enclose_matrix(x) for x in (w.evou, w.pvou, w.eu))
+    return Tables(alpha, beta, *extreme_sums(w.eqkp, beta, work), *circuits)
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``proved`` (int64) and ``margin`` (float64), both [q, m, c]; shapes and ranges checked."""
-    proved = decode_array(field(cert.lemmas, "proved", dict), "lemmas.proved", (v, v, k))
-    margin = decode_array(field(cert.lemmas, "margin", dict), "lemmas.margin", (v, v, k))
+    proved = decode_field(cert.lemmas, "proved", "lemmas.", (v, v, k))
+    margin = decode_field(cert.lemmas, "margin", "lemmas.", (v, v, k))
     if proved.dtype != np.int64 or margin.dtype != np.float64:
         raise FormatError("lemmas: proved must be int64 and margin float64")
     if np.any(proved < 0) or np.any(proved > case_limits(v, k)):
@@ -136,18 +135,9 @@ def count_covered(proved: np.ndarray, k: int) -> int:
 
 def exp_scaled(scores: flint.fmpq_mat, d_head: int, work: Work) -> Interval:
     """Float enclosures of exp((scores[q, j] - max_j scores[q, j]) / sqrt(d_head)), via arb."""
-    inv_s = 1 / flint.arb(d_head).sqrt()
-    rows, cols = scores.nrows(), scores.ncols()
-    entries = scores.entries()
-    lo, hi = np.empty(rows * cols), np.empty(rows * cols)
-    for r in range(rows):
-        work.tick("cubic: softmax factors", r, rows)
-        row = entries[r * cols : (r + 1) * cols]
-        top = max(row)
-        for j, x in enumerate(row):
-            lo[r * cols + j], hi[r * cols + j] = ball_bounds((ball(x - top) * inv_s).exp())
-    work.add(4 * rows * cols)
-    return np.maximum(lo, 0.0).reshape(rows, cols), hi.reshape(rows, cols)
+    rows, cols, entries = scores.nrows(), scores.ncols(), scores.entries()
+    shifts = [max(entries[r * cols : (r + 1) * cols]) for r in range(rows)]
+    return exp_enclosure(entries, shifts, cols, 1 / flint.arb(d_head).sqrt(), work, flops=4)
 
 
 def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Interval, Interval]:
@@ -163,23 +153,12 @@ def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Inte
     sums = []
     for idx in (order, order[:, ::-1]):
         lo, hi = (np.take_along_axis(b, idx, axis=1) for b in beta)
-        acc_lo, acc_hi = [np.zeros(len(lo))], [np.zeros(len(lo))]
-        for n in range(k - 1):
-            acc_lo.append(down0(acc_lo[-1] + lo[:, n]))
-            acc_hi.append(up(acc_hi[-1] + hi[:, n]))
-        sums.append((np.stack(acc_lo, axis=1), np.stack(acc_hi, axis=1)))
+        sums.append((prefix_sums(lo, down0), prefix_sums(hi, up)))
         work.add(2 * lo.size)
     return sums[0], sums[1]
 
 
-def up_mul(w: Interval, y_hi: np.ndarray) -> np.ndarray:
-    """An upper bound on w y for every true w >= 0 in [w_lo, w_hi] and true y <= y_hi."""
-    return up(np.maximum(w[0] * y_hi, w[1] * y_hi))
-
-
-def proved_tokens(
-    m: int, k: int, margin: np.ndarray, t: Tables, work: Work
-) -> tuple[np.ndarray, np.ndarray]:
+def proved_tokens(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> tuple:
     """For max m and margins margin[q, c]: ok[q, c, k'] (k' < m, c >= 1), whether token k'
     certainly satisfies (2) at both arrangements, and ok0[q], whether the input (m, .., m, q)
     (c = 0) certainly does. S < 0 is required strictly, so a margin of 0 is sound too.
@@ -211,9 +190,7 @@ def proved_tokens(
     return ok, up(at_m + at_q).max(axis=1) < 0
 
 
-def slot_bounds(
-    m: int, k: int, t: Tables, work: Work
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def slot_bounds(m: int, k: int, t: Tables, work: Work) -> tuple[np.ndarray, ...]:
     """Upper bounds of (1) for max m: PVOU*[x], EVOU_c[t, x], EU_c[q, x] over the wrong tokens
     x != m, and g[q, t] = EU*[q] + F[t]."""
     evou, pvou, eu = t[4:]

@@ -36,12 +36,9 @@ at level 2, the float filter with its proven error bound and exact settlement of
 inputs, ties wrong). A case enumerated at level 2 therefore counts exactly its correct inputs;
 with every case that has a remainder so enumerated, the count is the exact accuracy.
 
-Certificate. lemmas.lemma[m] (0/1): the max tokens whose lemmas are evaluated (elsewhere A is
-empty and the whole case is remainder); lemmas.enumerate[q, m, c] (0/1/2): the cases whose
-remainder is enumerated, 1 with the cheap test of Lemma 5 only, 2 also settling the inputs it
-leaves (a prover under a FLOP budget runs only some lemmas and remainders);
-lemmas.correct[q, m, c]: the claimed correct inputs of each case. The rule rejects the first
-case whose sound count is below its claim.
+Certificate (docs/format.md): which lemmas to evaluate and remainders to enumerate (a prover
+under a FLOP budget runs only some), and each case's claimed correct inputs; the rule rejects
+the first case whose sound count is below its claim.
 """
 
 from __future__ import annotations
@@ -51,17 +48,13 @@ from math import comb
 
 import numpy as np
 
-from checker.arith import down, up
+from checker.arith import down, up, up_mul
 from checker.circuits import Weights
 from checker.cost import ESTIMATES, Cost, Work, rule_cost
-from checker.format import Certificate, Config, FormatError, decode_array, field
+from checker.format import Certificate, Config, FormatError, decode_field
 from checker.rules import RuleResult, brute, cubic
-from checker.rules.brute import Tables
 
 Plan = dict[int, list[tuple[int, int, int, np.ndarray]]]  # q -> [(m, c, level, lemma tokens A)]
-_PLAN: Plan = {}  # for the workers
-_TABLES: Tables | None = None
-_WORK: Work | None = None
 
 
 def cost(c: Config) -> Cost:
@@ -74,54 +67,47 @@ def cost(c: Config) -> Cost:
 ESTIMATES["hybrid"] = cost
 
 
-def check(cert: Certificate, work: Work) -> RuleResult:
-    global _PLAN, _TABLES, _WORK
+def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
+    """Check the cases, and count the inputs, of every query token (of the shard ``inputs``:
+    whole queries, checker/shard.py). A case holds inputs of one query only, so a shard's count
+    is the sum of its cases' counts, each the same as in the whole check (the lemma tables are
+    recomputed from the certificate in every shard): shards' counts add up to the whole count."""
     v, k = cert.config.d_vocab, cert.config.n_ctx
     if v < 2:
         raise FormatError("strategy hybrid needs d_vocab >= 2")
     lemma, enumerate_, claimed = read_lemmas(cert, v, k)
+    per_query = v ** (k - 1)  # the inputs of one query token, consecutive indices
+    inputs = range(v**k) if inputs is None else inputs
+    if inputs.start % per_query or inputs.stop % per_query:  # span() never does this
+        raise ValueError(f"hybrid: shard {inputs} does not hold whole query tokens")
+    queries = range(inputs.start // per_query, inputs.stop // per_query)
+    claimed[: queries.start], claimed[queries.stop :] = 0, 0  # other shards' claims
     w = Weights(cert, work)
-    counts, _PLAN = cover(cert, w, lemma, enumerate_, work)
-    if _PLAN:
-        _TABLES, _WORK = brute.tables(cert, w, work), work
-    queries = sorted(_PLAN, reverse=True)
+    counts, plan = cover(cert, w, lemma, enumerate_, queries)
     undecided = enumerated = 0
-    with brute.map_queries(settle_query, queries, v) as results:
-        for done, (q, found, flops, und) in enumerate(results, 1):
-            for m, c, n, size in found:
-                counts[q, m, c] += n
-                enumerated += size
-            undecided += und
-            work.add(flops)
-            work.tick("hybrid: query tokens", done, len(queries))
-    _PLAN, _TABLES, _WORK = {}, None, None
+    todo, t = sorted(plan.items())[::-1], brute.tables(cert, w, work) if plan else None
+    for q, found, und in brute.map_queries(settle_query, todo, t, work, "hybrid: queries"):
+        for m, c, n, size in found:
+            counts[q, m, c] += n
+            enumerated += size
+        undecided += und
     bad = np.argwhere(counts < claimed)
     if len(bad):
         q, m, c = (int(i) for i in bad[0])
         why = f"claimed {claimed[q, m, c]} correct inputs, proved {counts[q, m, c]}"
         return RuleResult(0, failed=f"lemmas.correct[{q},{m},{c}]: {why}")
-    report = {
-        "unexplained_dims": 3 * v * v + 2 * k * v + enumerated * v,
-        "enumerated_inputs": enumerated,
-        "undecided_inputs": undecided,
-    }
+    dims = 3 * v * v + 2 * k * v + enumerated * v
+    report = dict(unexplained_dims=dims, enumerated_inputs=enumerated, undecided_inputs=undecided)
     return RuleResult(int(counts.sum()), report=report)
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, ...]:
-    """``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2) and ``correct`` [q, m, c] (claims),
-    int64, shapes and ranges checked."""
-    arrays = []
-    for key, shape in (("lemma", (v,)), ("enumerate", (v, v, k)), ("correct", (v, v, k))):
-        a = decode_array(field(cert.lemmas, key, dict, "lemmas."), f"lemmas.{key}", shape)
-        if a.dtype != np.int64:
-            raise FormatError(f"lemmas.{key}: must be int64")
-        if key != "correct" and np.any((a < 0) | (a > (2 if key == "enumerate" else 1))):
-            raise FormatError(f"lemmas.{key}: entries must be 0 or 1 (enumerate: 0, 1 or 2)")
-        arrays.append(a)
-    if np.any(arrays[2] < 0) or np.any(arrays[2] > case_sizes(v, k)):
-        raise FormatError("lemmas.correct: a count is negative or exceeds its case's inputs")
-    return tuple(arrays)
+    """``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2) and ``correct`` [q, m, c] (claims, at
+    most the case's inputs), int64."""
+    lem, sizes = cert.lemmas, case_sizes(v, k)
+    lemma = decode_field(lem, "lemma", "lemmas.", (v,), "int64", top=1)
+    enumerate_ = decode_field(lem, "enumerate", "lemmas.", sizes.shape, "int64", top=2)
+    return lemma, enumerate_, decode_field(lem, "correct", "lemmas.", sizes.shape, "int64", sizes)
 
 
 def case_sizes(v: int, k: int) -> np.ndarray:
@@ -131,14 +117,13 @@ def case_sizes(v: int, k: int) -> np.ndarray:
     return np.where(cubic.case_limits(v, k) > 0, n, 0)
 
 
-def cover(
-    cert: Certificate, w: Weights, lemma: np.ndarray, enumerate_: np.ndarray, work: Work
-) -> tuple[np.ndarray, Plan]:
+def cover(cert: Certificate, w: Weights, lemma: np.ndarray, todo: np.ndarray, queries: range):
     """The inputs the cubic lemmas cover per case, and per query the remainder blocks of the
-    cases to enumerate (the partition of the module docstring)."""
-    v, k = cert.config.d_vocab, cert.config.n_ctx
+    cases to enumerate (the partition of the module docstring), for the cases of ``queries``."""
+    v, k, work = cert.config.d_vocab, cert.config.n_ctx, w.work
     tables = cubic.tables(cert, w, work) if lemma.any() else None
     exists = cubic.case_limits(v, k) > 0
+    exists[: queries.start], exists[queries.stop :] = False, False
     counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
     plan: Plan = {}
     for m in range(v):
@@ -152,32 +137,30 @@ def cover(
             inside = np.flatnonzero(ok[q, c]) if c else np.array([], np.int64)
             counts[q, m, c] = comb(k - 1, c) * len(inside) ** c if c else int(ok0[q])
             complete = len(inside) == m if c else bool(ok0[q])  # an empty remainder
-            if enumerate_[q, m, c] and not complete:
-                plan.setdefault(q, []).append((m, c, int(enumerate_[q, m, c]), inside))
+            if todo[q, m, c] and not complete:
+                plan.setdefault(q, []).append((m, c, int(todo[q, m, c]), inside))
     return counts, plan
 
 
-def lemma_bounds(
-    m: int, k: int, t: cubic.Tables, work: Work
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lemma_bounds(m: int, k: int, t: cubic.Tables, work: Work) -> tuple[np.ndarray, ...]:
     """h^[q, k'] >= h(k'), the thresholds tau[q, c] (c >= 1) and ok0[q] (c = 0) of the module
     docstring, for max m. Every + - x / is rounded outward; NaN never proves anything."""
     alpha, beta, asc, desc = t[:4]
     v = alpha[0].shape[0]
     q, c = np.arange(v), np.arange(k)
     g = cubic.slot_bounds(m, k, t, work)[3]
-    h = cubic.up_mul(alpha, g)  # [q, t]
-    query = cubic.up_mul((beta[0][:, -1], beta[1][:, -1]), h[q, q])  # beta_q h(q)  [q]
+    h = up_mul(alpha, g)  # [q, t]
+    query = up_mul((beta[0][:, -1], beta[1][:, -1]), h[q, q])  # beta_q h(q)  [q]
     tau = np.full((v, k), np.inf)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for xs, ys in ((asc, desc), (desc, asc)):  # arrangement A then B
             x = (xs[0][:, k - 1 - c], xs[1][:, k - 1 - c])
-            r = up(cubic.up_mul(x, h[:, m, None]) + query[:, None])  # [q, c]
+            r = up(up_mul(x, h[:, m, None]) + query[:, None])  # [q, c]
             y_lo, y_hi = ys[0][:, c], ys[1][:, c]
             positive = np.where(y_lo > 0, down(-r / y_lo), -np.inf)
             negative = np.maximum(down(-r / y_hi), 0.0)
             tau = np.minimum(tau, np.where(r < 0, negative, np.where(r >= 0, positive, -np.inf)))
-    ok0 = up(cubic.up_mul((asc[0][:, -1], asc[1][:, -1]), h[:, m]) + query) < 0
+    ok0 = up(up_mul((asc[0][:, -1], asc[1][:, -1]), h[:, m]) + query) < 0
     work.add(4 * v * v + 24 * v * k + 8 * v)
     return h, tau, ok0
 
@@ -185,12 +168,9 @@ def lemma_bounds(
 def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
     """The inputs of the product sets P_r, for every placement J of the c tokens < m: their
     K-1 non-query tokens as the columns of an int array [K-1, n]."""
-    top = np.array([m])
     if c == 0:
         return np.full((k - 1, 1), m)
-    below, unproved = np.arange(m), np.ones(m, dtype=bool)
-    unproved[inside] = False
-    outside = np.flatnonzero(unproved)
+    top, below, outside = np.array([m]), np.arange(m), np.setdiff1d(np.arange(m), inside)
     blocks = [np.empty((k - 1, 0), dtype=np.int64)]
     for placement in itertools.combinations(range(k - 1), c):
         for r in range(c):
@@ -202,25 +182,22 @@ def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
     return np.concatenate(blocks, axis=1)
 
 
-def settle_query(q: int) -> tuple[int, list[tuple[int, int, int, int]], int, int]:
-    """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainders: the
-    inputs of each max token m in one batch (``brute.count_known_max``)."""
-    assert _TABLES is not None and _WORK is not None
-    table, mag, flops = brute.query_tables(_TABLES, q)
+def settle_query(item: tuple) -> tuple[int, int, list[tuple[int, int, int, int]], int]:
+    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for one query's remainders
+    item = (q, plan[q]): the inputs of each max token m in one batch (``brute.count_known_max``)."""
+    (q, plan), T, work = item, brute.TABLES, brute.WORK
+    assert T is not None and work is not None
+    table, mag, flops = brute.query_tables(T, q)
     tables = (table, mag, brute.top_two(table))
     flops += 2 * table.size
     found, undecided = [], 0
-    for m in sorted({m for m, *_ in _PLAN[q]}):
-        cases = [
-            (c, level, remainder(m, c, _TABLES.k, inside))
-            for mm, c, level, inside in _PLAN[q]
-            if mm == m
-        ]
+    for m in sorted({m for m, *_ in plan}):
+        cases = [(c, lv, remainder(m, c, T.k, inside)) for mm, c, lv, inside in plan if mm == m]
         tokens = np.concatenate([t for _, _, t in cases], axis=1)
         full = np.concatenate([np.full(t.shape[1], level == 2) for _, level, t in cases])
-        correct, f, u = brute.count_known_max(_TABLES, q, m, tables, tokens, full, _WORK)
+        correct, f, u = brute.count_known_max(T, q, m, tables, tokens, full, work)
         flops, undecided = flops + f, undecided + u
         ends = np.cumsum([t.shape[1] for _, _, t in cases])
         for (c, _, t), end in zip(cases, ends, strict=True):
             found.append((m, c, int(correct[end - t.shape[1] : end].sum()), t.shape[1]))
-    return q, found, flops, undecided
+    return flops, q, found, undecided

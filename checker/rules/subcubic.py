@@ -20,6 +20,7 @@ Only the claimed cases are evaluated. Float FLOPs are counted per operation (ari
 
 from __future__ import annotations
 
+from functools import reduce
 from math import comb
 
 import flint
@@ -34,12 +35,15 @@ from checker.arith import (
     down0,
     enclose_matrix,
     exact_matrix,
+    exp_enclosure,
     nearest_float,
+    prefix_sums,
     up,
+    upper_floats,
 )
 from checker.circuits import Weights, broadcast_row
 from checker.cost import ESTIMATES, Cost, Work, rule_cost
-from checker.format import SCHEMA, Certificate, Config, FormatError, decode_array, validate
+from checker.format import SCHEMA, Certificate, Config, FormatError, decode_field, validate
 from checker.rules import RuleResult
 
 EU_OPTIONS = (
@@ -80,17 +84,15 @@ def check_counted(cert: Certificate, work: Work) -> RuleResult:
     w = Weights(cert, work)
     wit, lem = cert.witnesses, cert.lemmas
     approx, eps, delta = attention_error(w, eps_option, wit, work)
-    claimed_eps = array(lem, "eps", (v,), "lemmas.")
+    claimed_eps = decode_field(lem, "eps", "lemmas.", (v,), "float64")
     for q in range(v):
         if not eps[q] <= flint.fmpq(*float(claimed_eps[q]).as_integer_ratio()):
             return RuleResult(0, f"lemmas.eps[{q}]: the row-{q} EQKE error range exceeds it")
-    gaps = array(wit, "gaps", (v, v, k), dtype="int64")
-    proved = array(lem, "proved", (v, v, k), "lemmas.", dtype="int64")
-    if not np.all((proved == 0) | (proved == 1)):
-        raise FormatError("lemmas.proved: entries must be 0 or 1")
+    gaps = decode_field(wit, "gaps", "witnesses.", (v, v, k), "int64")
+    proved = decode_field(lem, "proved", "lemmas.", (v, v, k), "int64", top=1)
     abar = np.zeros((v, k))
     if att == "mean_query+diff":
-        abar = array(wit, "attention_mean", (v, k))
+        abar = decode_field(wit, "attention_mean", "witnesses.", (v, k), "float64")
     cases = np.nonzero(proved == 1)  # only the claimed cases need checking
     a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, cases, work, delta)
     bound = logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work)
@@ -98,53 +100,34 @@ def check_counted(cert: Certificate, work: Work) -> RuleResult:
     if len(bad):
         q, m, c = (int(x[bad[0]]) for x in cases)
         return RuleResult(0, f"lemmas.proved[{q},{m},{c}]: case not proved (bound not < 0)")
-    report = {
-        "unexplained_dims": unexplained_dims(eu, eps_option, v, cert.config.d_model),
-        "variant": f"subcubic:{eu}/{att}/{eps_option}",
-    }
+    dims = unexplained_dims(eu, eps_option, v, cert.config.d_model)
+    report = {"unexplained_dims": dims, "variant": f"subcubic:{eu}/{att}/{eps_option}"}
     return RuleResult(count(v, k, gaps, proved == 1), report=report)
 
 
 def options(cert: Certificate) -> tuple[str, str, str]:
-    o = cert.options
-    if set(o) != {"eu", "attention", "eps"} or not all(isinstance(x, str) for x in o.values()):
-        raise FormatError("strategy.options: expected exactly eu, attention, eps (strings)")
-    if o["eu"] not in EU_OPTIONS or o["attention"] not in ATTENTION_OPTIONS:
-        raise FormatError("strategy.options: unknown eu or attention option")
-    if o["eps"] not in EPS_CHAIN:
-        raise FormatError("strategy.options.eps: unknown option")
+    o, known = cert.options, {"eu": EU_OPTIONS, "attention": ATTENTION_OPTIONS, "eps": EPS_CHAIN}
+    if set(o) != set(known):
+        raise FormatError("strategy.options: expected exactly eu, attention, eps")
+    for key, choices in known.items():
+        if not (isinstance(o[key], str) and o[key] in choices):
+            raise FormatError(f"strategy.options.{key}: unknown option")
     return o["eu"], o["attention"], o["eps"]
-
-
-def array(obj: dict, key: str, shape: tuple, where: str = "witnesses.", dtype: str = "float64"):
-    if key not in obj:
-        raise FormatError(f"missing field {where + key!r}")
-    a = decode_array(obj[key], where + key, shape)
-    if a.dtype != np.dtype(dtype):
-        raise FormatError(f"{where + key}: dtype must be {dtype}")
-    return a
 
 
 # --- exact matrices ---------------------------------------------------------------------------
 
 
-def stack(a: Mat, b: Mat, horizontal: bool) -> Mat:
-    if not horizontal:
-        return Mat(a.nrows() + b.nrows(), a.ncols(), a.entries() + b.entries())
-    ea, eb, ca, cb = a.entries(), b.entries(), a.ncols(), b.ncols()
-    rows = [ea[i * ca : (i + 1) * ca] + eb[i * cb : (i + 1) * cb] for i in range(a.nrows())]
-    return Mat(a.nrows(), ca + cb, [x for r in rows for x in r])
+def below(a: Mat, b: Mat) -> Mat:
+    """[a; b]: b's rows under a's."""
+    return Mat(a.nrows() + b.nrows(), a.ncols(), a.entries() + b.entries())
 
 
 def chain(w: Weights, kind: str) -> list[Mat]:
     """EQKE = F1 F2 F3 F4 (quad) = (F1 F2)(F3 F4) (pair); biases ride on a column of ones."""
-    ones = Mat(w.E.nrows(), 1, [1] * w.E.nrows())
-    quad = [
-        stack(w.Eq, ones, True),
-        stack(w.Q, w.bQ, False),
-        stack(w.K, w.bK, False).transpose(),
-        stack(w.E, ones, True).transpose(),
-    ]
+    ones = Mat(1, w.E.nrows(), [1] * w.E.nrows())
+    eq1, e1 = (below(x.transpose(), ones) for x in (w.Eq, w.E))  # [E_q 1]^T, [E 1]^T
+    quad = [eq1.transpose(), below(w.Q, w.bQ), below(w.K, w.bK).transpose(), e1]
     return [w.mul(quad[0], quad[1]), w.mul(quad[2], quad[3])] if kind == "pair" else quad
 
 
@@ -157,8 +140,8 @@ def low_rank(p: object, where: str, rows: int, cols: int, top: int = MAX_PEEL_RA
     r = r[0] if r and 1 <= r[0] <= top else 0
     if r == 0:
         raise FormatError(f"{where}.x: shape must be [rows, r] with 1 <= r <= {top}")
-    x = exact_matrix(array(p, "x", (rows, r), where + "."))
-    return x, exact_matrix(array(p, "y", (cols, r), where + ".")).transpose()
+    x = exact_matrix(decode_field(p, "x", where + ".", (rows, r), "float64"))
+    return x, exact_matrix(decode_field(p, "y", where + ".", (cols, r), "float64")).transpose()
 
 
 def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
@@ -167,20 +150,15 @@ def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
     left-to-right through matrix-vector products, O(r (v d + d²)), then one v×v sum."""
     if not isinstance(peels, list) or len(peels) != len(factors):
         raise FormatError(f"witnesses.peels: expected a list of {len(factors)} objects")
-    xs, ys = [], []
-    for i, (F, p) in enumerate(zip(factors, peels, strict=True)):
-        x, y = low_rank(p, f"witnesses.peels[{i}]", F.nrows(), F.ncols())
-        xs.append(x)
-        ys.append(y)
+    given = enumerate(zip(factors, peels, strict=True))
+    pairs = [low_rank(p, f"witnesses.peels[{i}]", F.nrows(), F.ncols()) for i, (F, p) in given]
+    xs, ys = [x for x, _ in pairs], [y for _, y in pairs]
     perp = [F - w.mul(X, Y) for F, X, Y in zip(factors, xs, ys, strict=True)]
     w.work.add(sum(F.nrows() * F.ncols() for F in factors))
     approx = Mat(factors[0].nrows(), factors[-1].ncols())
     for i in range(len(factors)):
-        left, right = xs[i], ys[i]
-        for F in reversed(perp[:i]):
-            left = w.mul(F, left)
-        for F in factors[i + 1 :]:
-            right = w.mul(right, F)
+        left = reduce(lambda x, F: w.mul(F, x), reversed(perp[:i]), xs[i])
+        right = reduce(w.mul, factors[i + 1 :], ys[i])
         approx += w.mul(left, right)
         w.work.add(approx.nrows() * approx.ncols())
     return approx, perp
@@ -213,9 +191,7 @@ def range_bound(w: Weights, factors: list[Mat], mean_levels: range) -> list:
         bound = abs_dot(F, rho)
         if i in mean_levels:
             mu = Mat(1, F.nrows(), [1] * F.nrows()) * F / F.nrows()
-            tail = mu
-            for G in factors[i + 1 :]:
-                tail = w.mul(tail, G)
+            tail = reduce(w.mul, factors[i + 1 :], mu)
             spread = max(tail.entries()) - min(tail.entries())
             centred = abs_dot(F - broadcast_row(mu, F.nrows()), rho)
             bound = [min(b, spread + c) for b, c in zip(bound, centred, strict=True)]
@@ -230,11 +206,8 @@ def sigma_bound(w: Weights, b: Mat) -> flint.arb:
     g = w.mul(b, b.transpose())
     g2 = w.mul(g, g)
     g4 = w.mul(g2, g2)
-    sigma = ball(sum(x * x for x in g4.entries()))
     w.work.add(2 * g4.nrows() ** 2 + 4)
-    for _ in range(4):
-        sigma = sigma.sqrt()
-    return sigma
+    return ball(sum(x * x for x in g4.entries())).sqrt().sqrt().sqrt().sqrt()  # the 16th root
 
 
 def sigma_witnessed(w: Weights, g: Mat, claim: float) -> flint.arb:
@@ -264,11 +237,7 @@ def row_norms(w: Weights, a: Mat) -> list:
 def spectral_eps(w: Weights, a: Mat, b: Mat) -> list:
     """ε[q] = √2 ‖A⊥[q,:]‖ σ̄(B⊥) ≥ max_ij |A⊥[q,:] B⊥ (e_i - e_j)| (Cauchy–Schwarz)."""
     sigma, root2 = sigma_bound(w, b), flint.arb(2).sqrt()
-    return [upper_q(root2 * n * sigma) for n in row_norms(w, a)]
-
-
-def upper_q(b: flint.arb) -> flint.fmpq:
-    return fmpq_at_least(ball_bounds(b)[1])
+    return [fmpq_at_least(ball_bounds(root2 * n * sigma)[1]) for n in row_norms(w, a)]
 
 
 def fmpq_at_least(x: float) -> flint.fmpq:
@@ -286,12 +255,12 @@ def norm_delta(w: Weights, p: list[Mat], subproduct: bool, wit: dict) -> np.ndar
     if subproduct:
         rows = row_norms(w, w.mul(p[0], g))
     else:
-        sigma = array(wit, "sigma", (1,))[0]
+        sigma = decode_field(wit, "sigma", "witnesses.", (1,), "float64")[0]
         if not (np.isfinite(sigma) and sigma > 0):
             raise FormatError("witnesses.sigma: must be a positive finite number")
         sigma = sigma_witnessed(w, g, sigma)
         rows = [x * sigma for x in row_norms(w, p[0])]
-    r, c = (counted(np.array([ball_bounds(x)[1] for x in y])) for y in (rows, cols))
+    r, c = upper_floats(rows), upper_floats(cols)
     return np.nan_to_num(up(r[:, None] * c[None, :]), nan=np.inf)  # inf · 0: no information
 
 
@@ -310,44 +279,15 @@ def attention_error(w: Weights, option: str, wit: dict, work: Work):
         return approx, spectral_eps(w, *perp), None
     if option == "max_diff_exact":
         return approx, row_ranges(w.mul(*perp)), None
-    mean = (
-        range(len(perp))
-        if option.startswith("mean_recursive")
-        else range(int(option.startswith("mean")))
-    )
+    mean = range(len(perp) if option.startswith("mean_recursive") else option.startswith("mean"))
     if option.endswith("subproduct"):
-        p = perp
-        splits = [
-            [p[0], w.mul(w.mul(p[1], p[2]), p[3])],
-            [w.mul(p[0], p[1]), w.mul(p[2], p[3])],
-            [w.mul(w.mul(p[0], p[1]), p[2]), p[3]],
-        ]
+        splits = [[reduce(w.mul, perp[:i]), reduce(w.mul, perp[i:])] for i in (1, 2, 3)]
         bounds = [range_bound(w, f, mean) for f in splits]
         return approx, [min(b) for b in zip(*bounds, strict=True)], None
     return approx, range_bound(w, perp, mean), None
 
 
 # --- step 2: the attention bracket ---------------------------------------------------------
-
-
-def exp_bounds(values: list, shifts: list, per_row: int, inv_s: flint.arb, work: Work):
-    """Floats lo ≤ exp((x - shift)/s) ≤ hi (arb; x rational or float, exact either way)."""
-    lo, hi = np.empty(len(values)), np.empty(len(values))
-    for i, x in enumerate(values):
-        b = flint.arb(x) if isinstance(x, float) else ball(x)
-        lo[i], hi[i] = ball_bounds(((b - ball(shifts[i // per_row])) * inv_s).exp())
-        if i % 4096 == 0:
-            work.tick("subcubic exp", i, len(values))
-    work.add(3 * len(values))
-    return counted(np.maximum(lo, 0.0)), counted(hi)
-
-
-def prefix_sums(x: np.ndarray, rnd) -> np.ndarray:
-    """[:, n] = the sum of the first n columns of x, each partial sum rounded by rnd."""
-    out = np.zeros((x.shape[0], x.shape[1] + 1))
-    for n in range(x.shape[1]):
-        out[:, n + 1] = rnd(out[:, n] + x[:, n])
-    return out
 
 
 @np.errstate(all="ignore")
@@ -357,10 +297,8 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     upper bounds / n smallest lower bounds bound every placement. Query slot: π = 0."""
     pk = w.mul(w.P, w.K).transpose()  # EQKP = E_q (Q (P K)^T) + b_Q (P K)^T: the cheap order
     eqkp = w.mul(w.Eq, w.mul(w.Q, pk)) + broadcast_row(w.mul(w.bQ, pk), w.Eq.nrows())
-    v, k = eqkp.nrows(), eqkp.ncols()
-    e = eqkp.entries()
-    lo, hi = exp_bounds(e, [e[i * k + k - 1] for i in range(v)], k, inv_s, work)
-    lo, hi = lo.reshape(v, k), hi.reshape(v, k)
+    v, k, e = eqkp.nrows(), eqkp.ncols(), eqkp.entries()
+    lo, hi = exp_enclosure(e, [e[i * k + k - 1] for i in range(v)], k, inv_s, work)
     bot = prefix_sums(np.sort(lo[:, :-1], axis=1), down0)
     top = prefix_sums(np.sort(hi[:, :-1], axis=1)[:, ::-1], up)
     odds_hi, odds_lo = np.full((v, k, 2), np.inf), np.zeros((v, k, 2))
@@ -390,13 +328,12 @@ def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, del
     e = approx.entries()
     shifts = [max(e[i * v : (i + 1) * v]) for i in range(v)]
     if delta is None:
-        ex_lo, ex_hi = (x.reshape(v, v) for x in exp_bounds(e, shifts, v, inv_s, work))
-        _, ee_hi = exp_bounds([fmpq_at_least(float(x)) for x in eps], [0] * v, 1, inv_s, work)
+        ex_lo, ex_hi = exp_enclosure(e, shifts, v, inv_s, work)
+        ee_hi = exp_enclosure([fmpq_at_least(float(x)) for x in eps], [0] * v, 1, inv_s, work)[1]
     else:  # ex_hi ≥ e^{(approx + δ)/s}, ex_lo ≤ e^{(approx - δ)/s} (shifted)
         lo, hi = enclose_matrix(approx)
-        ex_hi = exp_bounds(up(hi + delta).ravel().tolist(), shifts, v, inv_s, work)[1]
-        ex_lo = exp_bounds(down(lo - delta).ravel().tolist(), shifts, v, inv_s, work)[0]
-        ex_hi, ex_lo = ex_hi.reshape(v, v), ex_lo.reshape(v, v)
+        ex_hi = exp_enclosure(up(hi + delta).ravel().tolist(), shifts, v, inv_s, work)[1]
+        ex_lo = exp_enclosure(down(lo - delta).ravel().tolist(), shifts, v, inv_s, work)[0]
     pos_hi, pos_lo = positional_odds(w, inv_s, work)
     q, m, c = cases
     j = np.clip(m - gaps[cases], 0, v - 1)
@@ -407,7 +344,7 @@ def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, del
         odds_hi = up(up(pos_hi[q, c, same] * pmax) / ex_lo[q, m])
         odds_lo = down0(down0(pos_lo[q, c, same] * pmin) / ex_hi[q, m])
         if delta is None:  # the row's ε factor e^{ε/s} (the per-entry box needs none)
-            odds_hi, odds_lo = up(odds_hi * ee_hi[q]), down0(odds_lo / ee_hi[q])
+            odds_hi, odds_lo = up(odds_hi * ee_hi[q, 0]), down0(odds_lo / ee_hi[q, 0])
         a_lo, a_hi = down(1 / up(1 + odds_hi)), up(1 / down(1 + odds_lo))
     all_max = (q == m) & (c == 0)
     a_lo = np.where(all_max, 1.0, np.clip(np.nan_to_num(a_lo, nan=0.0), 0.0, 1.0))
@@ -429,25 +366,21 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
     v, d = w.Eq.nrows(), w.Eq.ncols()
     if eu.endswith("exact"):
         lo, hi = enclose_matrix(w.mul(w.Eq, w.U))
-        delta = (
-            up(hi.max(1)[:, None] - lo)
-            if eu == "max_diff_exact"
-            else np.full((v, v), up(hi.max() - lo.min()))
-        )
-        return np.zeros((v, v)), delta[:, :, None]
+        row = eu == "max_diff_exact"  # a bound per query row, else one for all
+        delta = up((hi.max(1)[:, None] if row else hi.max()) - (lo if row else lo.min()))
+        return np.zeros((v, v)), np.broadcast_to(delta, (v, v))[:, :, None]
     centre = Mat(1, d)
     if eu.startswith(("mean", "peel")):
         centre = Mat(1, v, [1] * v) * w.Eq / v
     elif eu.startswith("svd"):
-        centre = exact_matrix(array(wit, "eu_centre", (d,)))
+        centre = exact_matrix(decode_field(wit, "eu_centre", "witnesses.", (d,), "float64"))
     mu_lo, mu_hi = enclose_matrix(w.mul(centre, w.U))
     spread = row_ranges(w.U)
     resid = w.Eq - broadcast_row(centre, v)
     low = np.zeros((v, v))
     if eu.startswith("peel"):
-        x, yt = low_rank(
-            wit.get("eu_peel"), "witnesses.eu_peel", d, d, max(1, min(MAX_EU_RANK, d // 2))
-        )
+        rank = max(1, min(MAX_EU_RANK, d // 2))
+        x, yt = low_rank(wit.get("eu_peel"), "witnesses.eu_peel", d, d, rank)
         cx = w.mul(resid, x)
         l_lo, l_hi = enclose_matrix(w.mul(cx, w.mul(yt, w.U)))
         low = up(l_hi.max(1)[:, None] - l_lo)
@@ -455,8 +388,7 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
         work.add(v * d)
         ut = w.U.transpose()
         un = row_norms(w, ut - broadcast_row(w.mul(Mat(1, v, [1] * v), ut) / v, v))
-        un = counted(np.array([ball_bounds(b)[1] for b in un]))
-        rn = counted(np.array([ball_bounds(b)[1] for b in row_norms(w, resid)]))
+        un, rn = upper_floats(un), upper_floats(row_norms(w, resid))
     slack = abs_dot(resid, spread)
     work.add(4 * v * d)
     delta = up(counted(np.array([nearest_float(x) for x in slack])))[:, None]
