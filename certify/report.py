@@ -368,9 +368,12 @@ def analyse_subcubic(doc: dict[str, Any], weights: dict, c: Circuits, exact: Any
     peels = [(decode_array(p["x"]), decode_array(p["y"])) for p in wit["peels"]]
     centre = decode_array(wit["eu_centre"]) if "eu_centre" in wit else None
     abar = decode_array(wit["attention_mean"]) if att == "mean_query+diff" else np.zeros((v, k))
+    eu_peel = wit.get("eu_peel")
+    eu_peel = eu_peel and (decode_array(eu_peel["x"]), decode_array(eu_peel["y"]))
     md = sc.model(cfg, weights, c)
-    approx, _ = sc.attention_error(md, eps_opt, peels)
-    t = sc.tables(md, approx, eps, *sc.direct_path(md, eu_opt, centre))
+    approx, err = sc.attention_error(md, eps_opt, peels)
+    err = eps if err.ndim == 1 else err  # the certificate's ε; the norm options' δ per entry
+    t = sc.tables(md, approx, err, *sc.direct_path(md, eu_opt, centre, eu_peel))
     covered = np.where(proved, sc.case_counts(v, k, gaps), 0)
     ones = np.ones((v, v, k), np.int64)
     inputs = sc.case_counts(v, k, ones)

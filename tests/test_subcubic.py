@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from certify.certificate import build, encode_array
@@ -123,6 +123,10 @@ def test_all_variants_sound_and_nontrivial_on_a_near_max_model() -> None:
     seed=st.integers(0, 2**16),
     variant=st.sampled_from(sc.variant_names()),
 )
+@example(  # the prover once claimed a case whose positional product underflowed to 0 in float64
+    v=5, k=2, noise=3.0, bias=0.01, seed=227,
+    variant="subcubic:svd_query+max_diff/mean_query+diff/max_diff_exact",
+)  # fmt: skip
 def test_verified_bound_at_most_exact_accuracy(v, k, noise, bias, seed, variant) -> None:
     config, weights = near_max(v, k, noise, seed, bias)
     doc = certify(config, weights, [variant])[variant]

@@ -360,8 +360,11 @@ def attention_bracket(t: Tables, gaps: np.ndarray):
         a_lo, a_hi = 1 / (1 + odds_hi), 1 / (1 + odds_lo)
     # Where an exp is near underflow the checker's outward-rounded enclosure may be [0, tiny]:
     # give up the same information it must give up, so that every claimed case verifies.
+    # (a product that underflows to 0 here is rounded up to a subnormal there, and then scaled
+    # by e^{ε/s} / ex_lo, which can be huge)
     tiny = t.ex_lo[q, mm] < UNDERFLOW
-    a_lo = np.where(tiny | ~(odds_hi < 1 / UNDERFLOW), 0.0, a_lo)
+    lost = tiny | (t.pos_hi[q, c, same] * pmax < UNDERFLOW) | ~(odds_hi < 1 / UNDERFLOW)
+    a_lo = np.where(lost, 0.0, a_lo)
     a_hi = np.where(tiny | (pmin < UNDERFLOW) | ~(t.pos_lo[q, c, same] < 1 / UNDERFLOW), 1.0, a_hi)
     all_max = (q == mm) & (c == 0)
     a_lo = np.where(all_max, 1.0, np.nan_to_num(a_lo, nan=0.0))
