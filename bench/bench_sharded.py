@@ -1,12 +1,15 @@
 """Sharded checking on a local Dask cluster: time per shard and the projection to 100 workers.
 
     python bench/bench_sharded.py [MODEL] [--shards N] [--workers W] [--only I,J,...] [--claim C]
+                                  [--cert CERT]
 
 Builds MODEL's brute-force certificate (default: the shipped Max-of-4, seed 123) claiming the
 prover's float64 count, or C with ``--claim`` (so that a model too large to count here can still
 be timed: a shard's work does not depend on the claim), checks its shards (``--only`` these) with
 ``certify.sharded.verify_sharded`` on W local one-thread workers and prints one row per shard,
-the combined verdict (if every shard ran) and the projected time on 100 one-core workers. The
+the combined verdict (if every shard ran) and the projected time on 100 one-core workers.
+With ``--cert`` it checks that certificate of MODEL instead (a hybrid one is sharded by query
+token, so N <= d_vocab). The
 CPU time of a shard is its time on a dedicated core, whatever else the machine is running.
 """
 
@@ -36,13 +39,18 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated shard indices (default: all)")
     parser.add_argument("--claim", type=int, help="claimed count (default: the prover's)")
     parser.add_argument("--out", help="where to keep the certificate and shard results")
+    parser.add_argument("--cert", help="check this certificate of MODEL (brute or hybrid) instead")
     args = parser.parse_args()
     config, weights = load(args.model)
-    claim = correct_count(circuits(config, weights)) if args.claim is None else args.claim
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_sharded_"))
     out.mkdir(parents=True, exist_ok=True)
-    cert = out / f"{Path(args.model).stem}.brute.cert.json"
-    write(build(config, weights, Proof("brute", claim)), cert)
+    if args.cert:  # e.g. an exact-accuracy hybrid certificate
+        cert = Path(args.cert)
+        claim = int(json.loads(cert.read_bytes())["claim"]["correct_count"])
+    else:
+        claim = correct_count(circuits(config, weights)) if args.claim is None else args.claim
+        cert = out / f"{Path(args.model).stem}.brute.cert.json"
+        write(build(config, weights, Proof("brute", claim)), cert)
     only = [int(i) for i in args.only.split(",")] if args.only else None
     runs, _, verdict = verify_sharded(cert, args.shards, out / "shards", workers=args.workers,
                                       only=only, progress=False)  # fmt: skip
