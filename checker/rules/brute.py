@@ -234,7 +234,8 @@ def count_known_max(
     work: Work,
 ) -> tuple[np.ndarray, int, int]:
     """(correct [n], FLOPs, undecided) for the inputs (tokens[:, j] .., q), all of max m, with
-    tables = (p, H, top_two(p)) of query q.
+    tables = (p, H, top_two(p)) of query q. The FLOPs leave out a and b below (2Kv), which the
+    caller counts once per (q, m) however many batches it settles.
 
     Lemma 5 first, at 3K + 1 FLOPs an input: with a_i[t] = p_i[t, m] and b_i[t] =
     max_{x != m} p_i[t, x], r = fl(fl(sum a) - fl(sum b)) > E = fl(theta S + zeta) proves it
@@ -260,7 +261,7 @@ def count_known_max(
             undecided += 1
             close = np.flatnonzero(right[i] - rows[i] <= bound[part[i]]).tolist()
             correct[part[i]] = settle(T, (*tokens[:, part[i]].tolist(), q), close)
-    return correct, 2 * k * v + n * (3 * k + 1) + len(fail) * (k * v + 4), undecided
+    return correct, n * (3 * k + 1) + len(fail) * (k * v + 4), undecided
 
 
 def settle(T: Tables, seq: tuple[int, ...], close: list[int]) -> bool:

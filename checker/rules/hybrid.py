@@ -47,7 +47,8 @@ case whose sound count is below its claim.
 from __future__ import annotations
 
 import itertools
-from math import comb
+from collections.abc import Iterator
+from math import comb, prod
 
 import numpy as np
 
@@ -62,6 +63,7 @@ Plan = dict[int, list[tuple[int, int, int, np.ndarray]]]  # q -> [(m, c, level, 
 _PLAN: Plan = {}  # for the workers
 _TABLES: Tables | None = None
 _WORK: Work | None = None
+CHUNK = 2**20  # inputs settled at a time: bounds a worker's memory (tests lower it)
 
 
 def cost(c: Config) -> Cost:
@@ -181,45 +183,66 @@ def lemma_bounds(
     return h, tau, ok0
 
 
-def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
+def remainder(m: int, c: int, k: int, inside: np.ndarray) -> Iterator[np.ndarray]:
     """The inputs of the product sets P_r, for every placement J of the c tokens < m: their
-    K-1 non-query tokens as the columns of an int array [K-1, n]."""
-    top = np.array([m])
+    K-1 non-query tokens as the columns of int arrays [K-1, n], n <= CHUNK (or one input)."""
     if c == 0:
-        return np.full((k - 1, 1), m)
-    below, unproved = np.arange(m), np.ones(m, dtype=bool)
-    unproved[inside] = False
-    outside = np.flatnonzero(unproved)
-    blocks = [np.empty((k - 1, 0), dtype=np.int64)]
+        yield np.full((k - 1, 1), m)
+        return
+    top, below = np.array([m]), np.arange(m)
+    outside = np.setdiff1d(below, inside)
+    pending: list[np.ndarray] = []  # small pieces joined up to CHUNK inputs
+    size = 0
     for placement in itertools.combinations(range(k - 1), c):
         for r in range(c):
             slots = [top] * (k - 1)
             for i, j in enumerate(placement):
                 slots[j] = inside if i < r else outside if i == r else below
-            index = np.indices([len(s) for s in slots]).reshape(k - 1, -1)
-            blocks.append(np.stack([s[i] for s, i in zip(slots, index, strict=True)]))
-    return np.concatenate(blocks, axis=1)
+            for piece in product_pieces(slots):
+                if size + piece.shape[1] > CHUNK:
+                    yield np.concatenate(pending, axis=1)
+                    pending, size = [], 0
+                pending.append(piece)
+                size += piece.shape[1]
+    if pending:
+        yield np.concatenate(pending, axis=1)
+
+
+def product_pieces(slots: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The product of the token sets ``slots`` as columns [len(slots), n], n <= CHUNK (or 1):
+    the leading positions fixed one token at a time until the product of the rest fits."""
+    lead = 0
+    while prod(len(s) for s in slots[lead:]) > CHUNK:
+        lead += 1
+    rest = slots[lead:]
+    n = prod(len(s) for s in rest)
+    if n == 0:
+        return
+    index = np.indices([len(s) for s in rest]).reshape(len(rest), n)
+    tail = np.array([s[i] for s, i in zip(rest, index, strict=True)], np.int64).reshape(-1, n)
+    for head in itertools.product(*slots[:lead]):
+        yield np.concatenate([np.repeat(np.array(head, np.int64).reshape(lead, 1), n, 1), tail])
 
 
 def settle_query(q: int) -> tuple[int, list[tuple[int, int, int, int]], int, int]:
-    """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainders: the
-    inputs of each max token m in one batch (``brute.count_known_max``)."""
+    """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainders, settled
+    by ``brute.count_known_max`` at most CHUNK inputs at a time (its a, b of Lemma 5: 2Kv FLOPs
+    once per max token)."""
     assert _TABLES is not None and _WORK is not None
     table, mag, flops = brute.query_tables(_TABLES, q)
     tables = (table, mag, brute.top_two(table))
     flops += 2 * table.size
     found, undecided = [], 0
     for m in sorted({m for m, *_ in _PLAN[q]}):
-        cases = [
-            (c, level, remainder(m, c, _TABLES.k, inside))
-            for mm, c, level, inside in _PLAN[q]
-            if mm == m
-        ]
-        tokens = np.concatenate([t for _, _, t in cases], axis=1)
-        full = np.concatenate([np.full(t.shape[1], level == 2) for _, level, t in cases])
-        correct, f, u = brute.count_known_max(_TABLES, q, m, tables, tokens, full, _WORK)
-        flops, undecided = flops + f, undecided + u
-        ends = np.cumsum([t.shape[1] for _, _, t in cases])
-        for (c, _, t), end in zip(cases, ends, strict=True):
-            found.append((m, c, int(correct[end - t.shape[1] : end].sum()), t.shape[1]))
+        flops += 2 * _TABLES.k * _TABLES.v
+        for mm, c, level, inside in _PLAN[q]:
+            if mm != m:
+                continue
+            n_correct = n_inputs = 0
+            for tokens in remainder(m, c, _TABLES.k, inside):
+                full = np.full(tokens.shape[1], level == 2)
+                correct, f, u = brute.count_known_max(_TABLES, q, m, tables, tokens, full, _WORK)
+                flops, undecided = flops + f, undecided + u
+                n_correct, n_inputs = n_correct + int(correct.sum()), n_inputs + tokens.shape[1]
+            found.append((m, c, n_correct, n_inputs))
     return q, found, flops, undecided
