@@ -3,15 +3,18 @@
 Cases (q, m, c) as in the cubic proof (docs/strategies.md, "Hybrid"). Per case, in float64:
 - the lemma tokens A_p, whose cubic bound is below -2 delta (``cubic.lemma_tokens``): the
   checker, testing the same bound soundly at margin 0, finds at least these;
-- how many of the case's inputs are correct, from every input evaluated on the circuit tables as
-  brute force does, how many lie outside the lemma part (the remainder), and how many of those
-  the cheap test of Lemma 5 passes with room to spare;
+- how many of the case's inputs are correct, how many lie outside the lemma part (the
+  remainder), how many of those are correct and how many the cheap test of Lemma 5 passes with
+  room to spare;
 - hence the checker FLOPs of the remainder at level 1 (Lemma 5 only) and level 2 (then the full
   evaluation), by ``FlopModel``.
 Without a budget every case with a remainder is at level 2, so the checker counts exactly the
-exact accuracy (float64 may misjudge an input whose logits nearly tie; the checker does not).
-With budget F, the lemmas' max tokens, then cases at level 1, then at level 2 go in order of
-correct inputs per checker FLOP while the checker's total FLOPs stay <= F x the brute-force
+exact accuracy (float64 may misjudge an input whose logits nearly tie; the checker does not);
+then only the remainder is evaluated (``remainder_stats``: the checker's product sets P_r, a
+piece of at most CHUNK inputs at a time), and correct = covered + the correct remainder inputs.
+With budget F every input is evaluated on the circuit tables as brute force does
+(``case_stats``), and the lemmas' max tokens, then cases at level 1, then at level 2 go in order
+of correct inputs per checker FLOP while the checker's total FLOPs stay <= F x the brute-force
 check's.
 Nothing here is trusted: the checker derives its own lemma tokens, the partition and every
 enumerated input.
@@ -55,7 +58,7 @@ def prove(
     if budget is not None and v**k > EVALUATION_LIMIT:
         raise ValueError(
             f"hybrid: with a budget the prover evaluates all {v}^{k} inputs, beyond its limit "
-            "of 2^31; use cubic or a sub-cubic strategy"
+            "of 2^31; use plain hybrid, cubic or a sub-cubic strategy"
         )
     flops = FlopModel(config)
     inside, inside0 = lemma_tokens(c)
@@ -370,8 +373,10 @@ class FlopModel:
 
 
 def feasible(config: MaxOfKConfig, name: str) -> bool:
-    """Can strategy ``name`` (hybrid or hybrid:F) run on a model of this shape: every input
-    evaluable by the prover, and F x brute force's FLOPs at least the exact circuits' cost?"""
+    """Does the sweep run strategy ``name`` (hybrid or hybrid:F) on a model of this shape: every
+    input evaluable by the budgeted prover, and F x brute force's FLOPs at least the exact
+    circuits' cost? (Plain hybrid also runs beyond, on the remainder alone, but for the sweep
+    that is too long: Max-of-6 takes minutes to prove and hours to check.)"""
     from certify.strategies import budget_of
 
     if config.d_vocab**config.n_ctx > EVALUATION_LIMIT:

@@ -47,6 +47,7 @@ case whose sound count is below its claim.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from math import comb, prod
 
@@ -67,9 +68,14 @@ CHUNK = 2**20  # inputs settled at a time: bounds a worker's memory (tests lower
 
 
 def cost(c: Config) -> Cost:
-    """At its peak the cubic rule's lemma tables and the brute-force rule's tables; at least the
-    exact circuits' time (how much is enumerated is known only from the lemmas)."""
-    memory = cubic.cost(c).bytes + brute.cost(c).bytes
+    """At its peak the cubic rule's lemma tables, the brute-force rule's tables and per worker a
+    batch of at most CHUNK inputs (tokens, a gathered table, both [K-1, n], and a few [n]
+    vectors); at least the exact circuits' time (how much is enumerated is known only from the
+    lemmas)."""
+    v, k = c.d_vocab, c.n_ctx
+    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
+    batch = workers * (4 * (k - 1) + 4) * min(CHUNK, v ** (k - 1))
+    memory = cubic.cost(c).bytes + brute.cost(c).bytes + 8 * batch
     return Cost(memory, rule_cost(c, 0, 0, 0, 0).seconds)
 
 
@@ -226,23 +232,19 @@ def product_pieces(slots: list[np.ndarray]) -> Iterator[np.ndarray]:
 
 def settle_query(q: int) -> tuple[int, list[tuple[int, int, int, int]], int, int]:
     """(q, [(m, c, correct, enumerated)], FLOPs, undecided) for one query's remainders, settled
-    by ``brute.count_known_max`` at most CHUNK inputs at a time (its a, b of Lemma 5: 2Kv FLOPs
+    by ``brute.count_known_max`` at most CHUNK inputs at a time (a, b of Lemma 5: 2Kv FLOPs
     once per max token)."""
     assert _TABLES is not None and _WORK is not None
     table, mag, flops = brute.query_tables(_TABLES, q)
     tables = (table, mag, brute.top_two(table))
-    flops += 2 * table.size
+    flops += 2 * table.size + 2 * _TABLES.k * _TABLES.v * len({m for m, *_ in _PLAN[q]})
     found, undecided = [], 0
-    for m in sorted({m for m, *_ in _PLAN[q]}):
-        flops += 2 * _TABLES.k * _TABLES.v
-        for mm, c, level, inside in _PLAN[q]:
-            if mm != m:
-                continue
-            n_correct = n_inputs = 0
-            for tokens in remainder(m, c, _TABLES.k, inside):
-                full = np.full(tokens.shape[1], level == 2)
-                correct, f, u = brute.count_known_max(_TABLES, q, m, tables, tokens, full, _WORK)
-                flops, undecided = flops + f, undecided + u
-                n_correct, n_inputs = n_correct + int(correct.sum()), n_inputs + tokens.shape[1]
-            found.append((m, c, n_correct, n_inputs))
+    for m, c, level, inside in _PLAN[q]:
+        n_correct = n_inputs = 0
+        for tokens in remainder(m, c, _TABLES.k, inside):
+            full = np.full(tokens.shape[1], level == 2)
+            correct, f, u = brute.count_known_max(_TABLES, q, m, tables, tokens, full, _WORK)
+            flops, undecided = flops + f, undecided + u
+            n_correct, n_inputs = n_correct + int(correct.sum()), n_inputs + tokens.shape[1]
+        found.append((m, c, n_correct, n_inputs))
     return q, found, flops, undecided
