@@ -264,15 +264,16 @@ def evaluate(
     a = a + table[k - 1, q, m]
     b = b + (second if arg[k - 1, q] == m else first)[k - 1, q]
     passed = (a - b > 2.0**-30 * (np.abs(a) + np.abs(b))).reshape(-1)
+    n_passed = n_correct = int(passed.sum())
     fail = np.flatnonzero(~passed)
-    index = np.unravel_index(fail, shape) if slots else ()
-    tokens = np.array([s[i] for s, i in zip(slots, index, strict=True)], dtype=np.int64)
-    tokens = tokens.reshape(len(slots), len(fail))
-    logit = logits(*full, tokens)
-    right = logit[:, m].copy()
-    logit[:, m] = -np.inf
-    n_passed = int(passed.sum())
-    return passed.size, n_passed + int((right > logit.max(axis=1, initial=-np.inf)).sum()), n_passed
+    for part in np.array_split(fail, len(fail) // 2**14 + 1):  # logits [n, v]: a few MB at most
+        index = np.unravel_index(part, shape) if slots else ()
+        tokens = np.array([s[i] for s, i in zip(slots, index, strict=True)], dtype=np.int64)
+        logit = logits(*full, tokens.reshape(len(slots), len(part)))
+        right = logit[:, m].copy()
+        logit[:, m] = -np.inf
+        n_correct += int((right > logit.max(axis=1, initial=-np.inf)).sum())
+    return passed.size, n_correct, n_passed
 
 
 def logits(table: np.ndarray, g_query: np.ndarray, tokens: np.ndarray) -> np.ndarray:
