@@ -7,6 +7,7 @@ import itertools
 import json
 from math import comb
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -16,7 +17,17 @@ from hypothesis import strategies as st
 from certify.certificate import Proof, build, encode_array
 from certify.circuits import circuits
 from certify.model import MaxOfKConfig
-from certify.strategies.hybrid import FlopModel, case_sizes, prove
+from certify.strategies import hybrid as prover
+from certify.strategies.cubic import lemma_tokens
+from certify.strategies.hybrid import (
+    FlopModel,
+    Stats,
+    case_sizes,
+    case_stats,
+    covered_counts,
+    prove,
+    remainder_stats,
+)
 from checker.cost import Work
 from checker.format import FormatError, decode_array, parse
 from checker.rules import brute, cubic, hybrid
@@ -66,6 +77,10 @@ def near_max_model(v: int, k: int, seed: int) -> tuple[MaxOfKConfig, Weights]:
 # --- the partition ---------------------------------------------------------------------------
 
 
+def whole_remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.empty((k - 1, 0), np.int64), *hybrid.remainder(m, c, k, inside)], 1)
+
+
 @pytest.mark.parametrize(("k", "m"), [(2, 3), (3, 4), (4, 3), (5, 2)])
 def test_remainder_is_exactly_the_complement_of_the_lemma_part(k: int, m: int) -> None:
     """For every lemma token set A, the blocks P_r over all placements hold each input of the
@@ -80,10 +95,24 @@ def test_remainder_is_exactly_the_complement_of_the_lemma_part(k: int, m: int) -
         for _ in range(6):
             inside = np.flatnonzero(rng.random(m) < 0.5)
             covered = {s for s in case if all(t in inside for t in s if t < m)}
-            seen = [tuple(column) for column in hybrid.remainder(m, c, k, inside).T.tolist()]
+            seen = [tuple(column) for column in whole_remainder(m, c, k, inside).T.tolist()]
             assert len(seen) == len(set(seen))  # nothing twice
             assert set(seen) == case - covered  # exactly the complement
             assert len(covered) == comb(k - 1, c) * len(inside) ** c
+
+
+@pytest.mark.parametrize("chunk", [1, 5])
+def test_remainder_chunks_join_to_the_whole_remainder(chunk: int) -> None:
+    """Chunked, the remainder is the same inputs in the same order, at most ``chunk`` a time."""
+    rng = np.random.default_rng(chunk)
+    for k, m in ((3, 4), (5, 3)):
+        for c in range(k):
+            inside = np.flatnonzero(rng.random(m) < 0.5)
+            whole = whole_remainder(m, c, k, inside)
+            with patch.object(hybrid, "CHUNK", chunk):
+                blocks = list(hybrid.remainder(m, c, k, inside))
+                assert np.array_equal(whole_remainder(m, c, k, inside), whole)
+            assert all(0 < b.shape[1] <= chunk for b in blocks)
 
 
 @pytest.mark.parametrize(("v", "k"), [(2, 1), (3, 2), (4, 4), (64, 4), (64, 5)])
@@ -148,6 +177,85 @@ def test_tied_and_near_tied_models_match_brute_force() -> None:
         brute_cert = parse(json.dumps(build(config, weights, brute_proof())).encode())
         assert result.verified_count == brute.check(brute_cert, Work()).verified_count
         assert result.verified_count == exact_correct_count(weights)
+
+
+def old_and_new_stats(config: MaxOfKConfig, weights: Weights) -> tuple[Stats, Stats, np.ndarray]:
+    """The prover's case statistics from every input and from the remainder alone."""
+    c = circuits(config, weights)
+    inside, inside0 = lemma_tokens(c)
+    covered = covered_counts(inside, inside0, config.n_ctx)
+    every = case_stats(c, inside, inside0)[True]
+    return every, remainder_stats(c, inside, inside0, covered), covered
+
+
+def assert_remainder_path_agrees(config: MaxOfKConfig, weights: Weights) -> None:
+    """The unbudgeted claims equal those from every input evaluated: per case, all its correct
+    inputs where it has a remainder, else the lemmas' cover (and the same remainder, correct
+    remainder and cheap-test passes, so the same predicted FLOPs)."""
+    every, remainder, covered = old_and_new_stats(config, weights)
+    for old, new in zip(every[1:], remainder[1:], strict=True):
+        assert np.array_equal(old, new)
+    claims = lemma_arrays(certificate(config, weights))["correct"]
+    assert np.array_equal(claims, np.where(every.remainder > 0, every.correct, covered))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    v=st.integers(2, 8),
+    k=st.integers(1, 5),
+    d=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+    grid=st.sampled_from([0, 0, 1, 2]),
+    qk_scale=st.sampled_from([1.0, 0.0, 2.0**10]),
+    chunk=st.sampled_from([1, 7, 2**20]),
+)
+def test_remainder_only_prover_matches_every_input(v, k, d, seed, grid, qk_scale, chunk) -> None:
+    config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=d, d_head=d)
+    with patch.object(prover, "CHUNK", chunk):
+        assert_remainder_path_agrees(config, random_model(config, seed, grid, qk_scale))
+
+
+@pytest.mark.parametrize("name", ["max3_v6", "max3_v8"])
+def test_remainder_only_prover_matches_every_input_on_trained_models(name: str) -> None:
+    from certify.model import load
+    from tests.certgen import SMALL
+
+    with patch.object(prover, "CHUNK", 3):
+        assert_remainder_path_agrees(*load(SMALL / f"{name}.safetensors"))
+    assert_remainder_path_agrees(*near_max_model(8, 5, seed=4))
+
+
+@pytest.mark.slow
+def test_remainder_only_prover_matches_every_input_on_max4() -> None:
+    from certify.model import load
+
+    root = Path(__file__).resolve().parents[1]
+    assert_remainder_path_agrees(*load(root / "certificates/models/max4_seed123.safetensors"))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    v=st.integers(2, 6),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 2**32 - 1),
+    grid=st.sampled_from([0, 1, 2]),
+    chunk=st.sampled_from([1, 3, 17]),
+)
+def test_chunked_check_counts_as_unchunked(v, k, seed, grid, chunk) -> None:
+    """The rule's counts, FLOPs and report do not depend on how many inputs it settles at once
+    (the counts per case are the claims: the honest certificate verifies at both sizes)."""
+    config = MaxOfKConfig(n_ctx=k, d_vocab=v, d_model=3, d_head=3)
+    models = [(config, random_model(config, seed, grid, 1.0)), near_max_model(v, k, seed)]
+    for config, weights in models:
+        cert = parse(json.dumps(certificate(config, weights)).encode())
+        results = []
+        for size in (hybrid.CHUNK, chunk):
+            work = Work()
+            with patch.object(hybrid, "CHUNK", size):
+                result = hybrid.check(cert, work)
+            assert result.failed is None
+            results.append((result.verified_count, result.report, work.flops))
+        assert results[0] == results[1]
 
 
 # --- FLOPs -------------------------------------------------------------------------------------

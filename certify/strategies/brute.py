@@ -76,15 +76,8 @@ def correct_for_query(c: Circuits, q: int) -> np.ndarray:
 def _blocks(c: Circuits, q: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
     """(outer tokens, correct[inner inputs]) for each block of the inputs whose last token is q:
     the last two free positions form the block, the others are its outer tokens."""
-    v, k = c.config.d_vocab, c.config.n_ctx
-    free = k - 1
-    scores = (c.eqke[q][None, :] + c.eqkp[q, :free, None]) / c.scale  # [free, v]
-    score_q = (c.eqke[q, q] + c.eqkp[q, free]) / c.scale
-    top = max(score_q, scores.max(initial=-np.inf))
-    w = np.exp(scores - top)
-    table = w[..., None] * (c.evou[None] + c.pvou[:free, None, :] + c.eu[q])  # [free, t, x]
-    g_query = np.exp(score_q - top) * (c.evou[q] + c.pvou[free] + c.eu[q])
-
+    v, free = c.config.d_vocab, c.config.n_ctx - 1
+    table, g_query = query_table(c, q)
     n_inner = min(2, free)
     inner = np.zeros((1,) * n_inner + (v,))
     inner_max = np.full((1,) * n_inner, q)
@@ -105,6 +98,17 @@ def _blocks(c: Circuits, q: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]
         right = block[target, rows]
         block[target, rows] = -np.inf
         yield outer, right > block.max(axis=0)
+
+
+def query_table(c: Circuits, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """G_i[t, x] of the free positions [K-1, v, v] and the query's row G_{K-1}[q, x] [v]."""
+    free = c.config.n_ctx - 1
+    scores = (c.eqke[q][None, :] + c.eqkp[q, :free, None]) / c.scale  # [free, v]
+    score_q = (c.eqke[q, q] + c.eqkp[q, free]) / c.scale
+    top = max(score_q, scores.max(initial=-np.inf))
+    w = np.exp(scores - top)
+    table = w[..., None] * (c.evou[None] + c.pvou[:free, None, :] + c.eu[q])  # [free, t, x]
+    return table, np.exp(score_q - top) * (c.evou[q] + c.pvou[free] + c.eu[q])
 
 
 def prove(c: Circuits) -> Proof:

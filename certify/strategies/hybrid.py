@@ -3,15 +3,18 @@
 Cases (q, m, c) as in the cubic proof (docs/strategies.md, "Hybrid"). Per case, in float64:
 - the lemma tokens A_p, whose cubic bound is below -2 delta (``cubic.lemma_tokens``): the
   checker, testing the same bound soundly at margin 0, finds at least these;
-- how many of the case's inputs are correct, from every input evaluated on the circuit tables as
-  brute force does, how many lie outside the lemma part (the remainder), and how many of those
-  the cheap test of Lemma 5 passes with room to spare;
+- how many of the case's inputs are correct, how many lie outside the lemma part (the
+  remainder), how many of those are correct and how many the cheap test of Lemma 5 passes with
+  room to spare;
 - hence the checker FLOPs of the remainder at level 1 (Lemma 5 only) and level 2 (then the full
   evaluation), by ``FlopModel``.
 Without a budget every case with a remainder is at level 2, so the checker counts exactly the
-exact accuracy (float64 may misjudge an input whose logits nearly tie; the checker does not).
-With budget F, the lemmas' max tokens, then cases at level 1, then at level 2 go in order of
-correct inputs per checker FLOP while the checker's total FLOPs stay <= F x the brute-force
+exact accuracy (float64 may misjudge an input whose logits nearly tie; the checker does not);
+then only the remainder is evaluated (``remainder_stats``: the checker's product sets P_r, a
+piece of at most CHUNK inputs at a time), and correct = covered + the correct remainder inputs.
+With budget F every input is evaluated on the circuit tables as brute force does
+(``case_stats``), and the lemmas' max tokens, then cases at level 1, then at level 2 go in order
+of correct inputs per checker FLOP while the checker's total FLOPs stay <= F x the brute-force
 check's.
 Nothing here is trusted: the checker derives its own lemma tokens, the partition and every
 enumerated input.
@@ -19,9 +22,11 @@ enumerated input.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
-from math import comb
+from collections.abc import Iterator
+from math import comb, prod
 from typing import NamedTuple
 
 import numpy as np
@@ -29,12 +34,13 @@ import numpy as np
 from certify.certificate import Proof, encode_array
 from certify.circuits import Circuits
 from certify.model import MaxOfKConfig
-from certify.strategies.brute import correct_for_query
+from certify.strategies.brute import correct_for_query, query_table
 from certify.strategies.cubic import case_exists, lemma_tokens
 from checker.guard import worker_pool
 
-EVALUATION_LIMIT = 2**31  # the prover evaluates every input (Max-of-5, 2^30: about a minute)
-REMAINDER_LIMIT = 2**31  # inputs one unbudgeted check may enumerate
+EVALUATION_LIMIT = 2**31  # with a budget the prover evaluates every input (Max-of-5: a minute)
+REMAINDER_LIMIT = 2**33  # inputs one unbudgeted check may enumerate (Max-of-6: 5.5e9)
+CHUNK = 2**20  # inputs the remainder path evaluates at a time: bounds a worker's memory
 _SHARED: tuple[Circuits, np.ndarray, np.ndarray] | None = None  # inherited by forked workers
 _LAST_STATS: tuple[Circuits, dict[bool, Stats]] | None = None  # the last model's case_stats
 
@@ -50,23 +56,26 @@ def prove(
         raise ValueError("the hybrid strategy needs d_vocab >= 2")
     if budget is not None and not 0 < budget <= 1:
         raise ValueError(f"--budget must be in (0, 1], got {budget}")
-    if v**k > EVALUATION_LIMIT:
+    if budget is not None and v**k > EVALUATION_LIMIT:
         raise ValueError(
-            f"hybrid: the prover evaluates all {v}^{k} inputs, beyond its limit of 2^31; "
-            "use cubic or a sub-cubic strategy"
+            f"hybrid: with a budget the prover evaluates all {v}^{k} inputs, beyond its limit "
+            "of 2^31; use plain hybrid, cubic or a sub-cubic strategy"
         )
     flops = FlopModel(config)
     inside, inside0 = lemma_tokens(c)
     covered = covered_counts(inside, inside0, k)
-    stats = case_stats(c, inside, inside0)
     if budget is None:
-        if stats[True].remainder.sum() > REMAINDER_LIMIT:
+        remainder = np.where(case_exists(v, k), case_sizes(v, k) - covered, 0).sum()
+        if remainder > REMAINDER_LIMIT:
             raise ValueError(
-                f"hybrid: the unproved remainder ({stats[True].remainder.sum()} inputs) is too "
-                "large to enumerate in one check; use --budget F"
+                f"hybrid: the unproved remainder ({remainder} inputs) is too large to "
+                "enumerate in one check; use --budget F"
             )
+        stats = {True: remainder_stats(c, inside, inside0, covered)}
+        stats[False] = stats[True]  # every lemma is run
         lemma, level = np.ones(v, dtype=bool), np.where(stats[True].remainder > 0, 2, 0)
     else:
+        stats = case_stats(c, inside, inside0)
         lemma, level = choose(flops, budget, covered, stats)
     on = lemma[None, :, None]
     pick = Stats(*(np.where(on, a, b) for a, b in zip(stats[True], stats[False], strict=True)))
@@ -172,6 +181,120 @@ def _query_stats(q: int) -> list[np.ndarray]:
     return [total.reshape(v, k) for total in sums]
 
 
+def remainder_stats(
+    c: Circuits, inside: np.ndarray, inside0: np.ndarray, covered: np.ndarray
+) -> Stats:
+    """``Stats`` with the lemma tokens from the remainder alone: correct = covered + the correct
+    remainder inputs (the lemma part is correct by the lemmas), the remainder enumerated as the
+    checker partitions it, query tokens split between forked workers."""
+    global _SHARED
+    v = c.config.d_vocab
+    _SHARED = (c, inside, inside0)
+    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
+    with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
+        rows = list(pool.map(_query_remainder, range(v)))  # small q first: the most cases
+    _SHARED = None
+    rem, rem_correct, passed = (np.stack([r[i] for r in rows]) for i in range(3))
+    correct = (covered + rem_correct).astype(np.int64)
+    return Stats(correct, rem, rem_correct, passed)
+
+
+def _query_remainder(q: int) -> list[np.ndarray]:
+    """For query q, per (m, c): the remainder's inputs, its correct ones and those passing the
+    cheap test, evaluated in product pieces of at most CHUNK inputs."""
+    assert _SHARED is not None
+    c, inside, inside0 = _SHARED
+    v, k = c.config.d_vocab, c.config.n_ctx
+    tables, full = cheap_tables(c, q), query_table(c, q)
+    sums = [np.zeros((v, k), dtype=np.int64) for _ in range(3)]
+    exists = case_exists(v, k)
+    for m, n_below in np.argwhere(exists[q]).tolist():
+        if n_below == 0:
+            pieces = [] if inside0[q, m] else [[np.array([m])] * (k - 1)]
+        else:
+            pieces = remainder_products(m, n_below, k, np.flatnonzero(inside[q, m, n_below]))
+        for slots in pieces:
+            counts = evaluate(tables, full, q, m, slots)
+            for total, n in zip(sums, counts, strict=True):
+                total[m, n_below] += n
+    return sums
+
+
+def remainder_products(m: int, n_below: int, k: int, lemma: np.ndarray) -> Iterator[list]:
+    """The remainder of case (q, m, c = n_below >= 1) with lemma tokens ``lemma``: over every
+    placement J of the c tokens < m and r = 0..c-1, the product set P_r = A^r x B x
+    {0..m-1}^(c-1-r) (the checker's partition, docs/strategies.md), as per-position token sets
+    in pieces of at most CHUNK inputs."""
+    top, below = np.array([m]), np.arange(m)
+    outside = np.setdiff1d(below, lemma)
+    for placement in itertools.combinations(range(k - 1), n_below):
+        for r in range(n_below):
+            slots = [top] * (k - 1)
+            for i, j in enumerate(placement):
+                slots[j] = lemma if i < r else outside if i == r else below
+            yield from split(slots, CHUNK)
+
+
+def split(slots: list[np.ndarray], limit: int) -> Iterator[list[np.ndarray]]:
+    """The product of the token sets ``slots`` in pieces of at most max(limit, 1) inputs: the
+    leading positions fixed one token at a time until the rest fits."""
+    if prod(len(s) for s in slots) == 0:
+        return
+    lead = 0
+    while prod(len(s) for s in slots[lead:]) > limit:
+        lead += 1
+    for head in itertools.product(*slots[:lead]):
+        yield [np.array([t]) for t in head] + slots[lead:]
+
+
+def evaluate(
+    tables: tuple[np.ndarray, ...],
+    full: tuple[np.ndarray, np.ndarray],
+    q: int,
+    m: int,
+    slots: list[np.ndarray],
+) -> tuple[int, int, int]:
+    """(inputs, correct, passing the cheap test) of the product of ``slots`` (query q, max m):
+    the cheap test (as ``cheap_test``, summed over the product by broadcasting), then the full
+    float64 logits (as brute force sums them) of the inputs it does not pass."""
+    table, arg, first, second = tables
+    shape = [len(s) for s in slots]
+    a, b = np.zeros(()), np.zeros(())
+    for j, s in enumerate(slots):
+        axis = [1] * len(slots)
+        axis[j] = len(s)
+        a = a + table[j, s, m].reshape(axis)
+        b = b + np.where(arg[j, s] == m, second[j, s], first[j, s]).reshape(axis)
+    k = len(slots) + 1
+    a = a + table[k - 1, q, m]
+    b = b + (second if arg[k - 1, q] == m else first)[k - 1, q]
+    passed = (a - b > 2.0**-30 * (np.abs(a) + np.abs(b))).reshape(-1)
+    n_passed = n_correct = int(passed.sum())
+    fail = np.flatnonzero(~passed)
+    for part in np.array_split(fail, len(fail) // 2**14 + 1):  # logits [n, v]: a few MB at most
+        index = np.unravel_index(part, shape) if slots else ()
+        tokens = np.array([s[i] for s, i in zip(slots, index, strict=True)], dtype=np.int64)
+        logit = logits(*full, tokens.reshape(len(slots), len(part)))
+        right = logit[:, m].copy()
+        logit[:, m] = -np.inf
+        n_correct += int((right > logit.max(axis=1, initial=-np.inf)).sum())
+    return passed.size, n_correct, n_passed
+
+
+def logits(table: np.ndarray, g_query: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """[n, v]: the float64 logits (times the softmax denominator) of the inputs (tokens[:, i],
+    q), summed in brute force's order (its last two free positions, then the query's row plus
+    the others), so that both paths judge an input alike."""
+    free, n = tokens.shape
+    n_inner = min(2, free)
+    inner, base = np.zeros((n, len(g_query))), np.zeros((n, len(g_query)))
+    for j in range(free - n_inner, free):
+        inner = inner + table[j][tokens[j]]
+    for j in range(free - n_inner):
+        base = base + table[j][tokens[j]]
+    return inner + (g_query + base)
+
+
 def cheap_tables(c: Circuits, q: int) -> tuple[np.ndarray, ...]:
     """p_i[t, x] = w_i(t) (EVOU[t, x] + PVOU[i, x] + EU[q, x]) of query q, the argmax of each
     row, its largest entry and the largest of the others."""
@@ -256,8 +379,10 @@ class FlopModel:
 
 
 def feasible(config: MaxOfKConfig, name: str) -> bool:
-    """Can strategy ``name`` (hybrid or hybrid:F) run on a model of this shape: every input
-    evaluable by the prover, and F x brute force's FLOPs at least the exact circuits' cost?"""
+    """Does the sweep run strategy ``name`` (hybrid or hybrid:F) on a model of this shape: every
+    input evaluable by the budgeted prover, and F x brute force's FLOPs at least the exact
+    circuits' cost? (Plain hybrid also runs beyond, on the remainder alone, but that is too
+    long for the sweep: Max-of-6 takes about 3 CPU minutes to prove and 25 to check.)"""
     from certify.strategies import budget_of
 
     if config.d_vocab**config.n_ctx > EVALUATION_LIMIT:

@@ -229,7 +229,8 @@ def count_known_max(
     T: Tables, q: int, m: int, tables: tuple, tokens: np.ndarray, full: np.ndarray, work: Work
 ) -> tuple[np.ndarray, int, int]:
     """(correct [n], FLOPs, undecided) for the inputs (tokens[:, j] .., q), all of max m, with
-    tables = (p, H, top_two(p)) of query q.
+    tables = (p, H, top_two(p)) of query q. The FLOPs leave out a and b below (2Kv), which the
+    caller counts once per (q, m) however many batches it settles.
 
     Lemma 5 first, at 3K + 1 FLOPs an input: with a_i[t] = p_i[t, m] and b_i[t] =
     max_{x != m} p_i[t, x], r = fl(fl(sum a) - fl(sum b)) > E = fl(theta S + zeta) proves it
@@ -249,7 +250,7 @@ def count_known_max(
         rows = table[k - 1, q] + table[slot, tokens[:, part]].sum(axis=0)  # fl(L[x]) [n, v]
         correct[part], und = decide(T, rows.T, m, bound[part], ((), tokens[:, part], q))
         undecided += und
-    return correct, 2 * k * T.v + n * (3 * k + 1) + len(fail) * (k * T.v + 4), undecided
+    return correct, n * (3 * k + 1) + len(fail) * (k * T.v + 4), undecided
 
 
 def decide(T: Tables, logits: np.ndarray, target: Any, bound: np.ndarray, inputs: tuple):

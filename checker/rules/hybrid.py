@@ -44,7 +44,9 @@ the first case whose sound count is below its claim.
 from __future__ import annotations
 
 import itertools
-from math import comb
+import os
+from collections.abc import Iterator
+from math import comb, prod
 
 import numpy as np
 
@@ -55,12 +57,18 @@ from checker.format import Certificate, Config, FormatError, decode_field
 from checker.rules import RuleResult, brute, cubic
 
 Plan = dict[int, list[tuple[int, int, int, np.ndarray]]]  # q -> [(m, c, level, lemma tokens A)]
+CHUNK = 2**20  # inputs settled at a time: bounds a worker's memory (tests lower it)
 
 
 def cost(c: Config) -> Cost:
-    """At its peak the cubic rule's lemma tables and the brute-force rule's tables; at least the
-    exact circuits' time (how much is enumerated is known only from the lemmas)."""
-    memory = cubic.cost(c).bytes + brute.cost(c).bytes
+    """At its peak the cubic rule's lemma tables, the brute-force rule's tables and per worker a
+    batch of at most CHUNK inputs (tokens, a gathered table, both [K-1, n], and a few [n]
+    vectors); at least the exact circuits' time (how much is enumerated is known only from the
+    lemmas)."""
+    v, k = c.d_vocab, c.n_ctx
+    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
+    batch = workers * (4 * (k - 1) + 4) * min(CHUNK, v ** (k - 1))
+    memory = cubic.cost(c).bytes + brute.cost(c).bytes + 8 * batch
     return Cost(memory, rule_cost(c, 0, 0, 0, 0).seconds)
 
 
@@ -165,39 +173,63 @@ def lemma_bounds(m: int, k: int, t: cubic.Tables, work: Work) -> tuple[np.ndarra
     return h, tau, ok0
 
 
-def remainder(m: int, c: int, k: int, inside: np.ndarray) -> np.ndarray:
+def remainder(m: int, c: int, k: int, inside: np.ndarray) -> Iterator[np.ndarray]:
     """The inputs of the product sets P_r, for every placement J of the c tokens < m: their
-    K-1 non-query tokens as the columns of an int array [K-1, n]."""
+    K-1 non-query tokens as the columns of int arrays [K-1, n], n <= CHUNK (or one input)."""
     if c == 0:
-        return np.full((k - 1, 1), m)
-    top, below, outside = np.array([m]), np.arange(m), np.setdiff1d(np.arange(m), inside)
-    blocks = [np.empty((k - 1, 0), dtype=np.int64)]
+        yield np.full((k - 1, 1), m)
+        return
+    top, below = np.array([m]), np.arange(m)
+    outside = np.setdiff1d(below, inside)
+    pending: list[np.ndarray] = []  # small pieces joined up to CHUNK inputs
+    size = 0
     for placement in itertools.combinations(range(k - 1), c):
         for r in range(c):
             slots = [top] * (k - 1)
             for i, j in enumerate(placement):
                 slots[j] = inside if i < r else outside if i == r else below
-            index = np.indices([len(s) for s in slots]).reshape(k - 1, -1)
-            blocks.append(np.stack([s[i] for s, i in zip(slots, index, strict=True)]))
-    return np.concatenate(blocks, axis=1)
+            for piece in product_pieces(slots):
+                if size + piece.shape[1] > CHUNK:
+                    yield np.concatenate(pending, axis=1)
+                    pending, size = [], 0
+                pending.append(piece)
+                size += piece.shape[1]
+    if pending:
+        yield np.concatenate(pending, axis=1)
+
+
+def product_pieces(slots: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The product of the token sets ``slots`` as columns [len(slots), n], n <= CHUNK (or 1):
+    the leading positions fixed one token at a time until the product of the rest fits."""
+    lead = 0
+    while prod(len(s) for s in slots[lead:]) > CHUNK:
+        lead += 1
+    rest = slots[lead:]
+    n = prod(len(s) for s in rest)
+    if n == 0:
+        return
+    index = np.indices([len(s) for s in rest]).reshape(len(rest), n)
+    tail = np.array([s[i] for s, i in zip(rest, index, strict=True)], np.int64).reshape(-1, n)
+    for head in itertools.product(*slots[:lead]):
+        yield np.concatenate([np.repeat(np.array(head, np.int64).reshape(lead, 1), n, 1), tail])
 
 
 def settle_query(item: tuple) -> tuple[int, int, list[tuple[int, int, int, int]], int]:
-    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for one query's remainders
-    item = (q, plan[q]): the inputs of each max token m in one batch (``brute.count_known_max``)."""
+    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for one query's remainders, item =
+    (q, plan[q]), settled by ``brute.count_known_max`` at most CHUNK inputs at a time (a, b of
+    Lemma 5: 2Kv FLOPs once per max token)."""
     (q, plan), T, work = item, brute.TABLES, brute.WORK
     assert T is not None and work is not None
     table, mag, flops = brute.query_tables(T, q)
     tables = (table, mag, brute.top_two(table))
-    flops += 2 * table.size
+    flops += 2 * table.size + 2 * T.k * T.v * len({m for m, *_ in plan})
     found, undecided = [], 0
-    for m in sorted({m for m, *_ in plan}):
-        cases = [(c, lv, remainder(m, c, T.k, inside)) for mm, c, lv, inside in plan if mm == m]
-        tokens = np.concatenate([t for _, _, t in cases], axis=1)
-        full = np.concatenate([np.full(t.shape[1], level == 2) for _, level, t in cases])
-        correct, f, u = brute.count_known_max(T, q, m, tables, tokens, full, work)
-        flops, undecided = flops + f, undecided + u
-        ends = np.cumsum([t.shape[1] for _, _, t in cases])
-        for (c, _, t), end in zip(cases, ends, strict=True):
-            found.append((m, c, int(correct[end - t.shape[1] : end].sum()), t.shape[1]))
+    for m, c, level, inside in plan:
+        n_correct = n_inputs = 0
+        for tokens in remainder(m, c, T.k, inside):
+            full = np.full(tokens.shape[1], level == 2)
+            correct, f, u = brute.count_known_max(T, q, m, tables, tokens, full, work)
+            flops, undecided = flops + f, undecided + u
+            n_correct, n_inputs = n_correct + int(correct.sum()), n_inputs + tokens.shape[1]
+        found.append((m, c, n_correct, n_inputs))
     return flops, q, found, undecided
