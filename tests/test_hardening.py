@@ -309,12 +309,19 @@ def session(sid: int) -> list[int]:
     return pids
 
 
+def _default_sigint() -> None:
+    """A shell's background job inherits SIGINT ignored (and Python keeps it so): the command
+    under test must see Ctrl-C as a user's terminal would deliver it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(argv: list[str], ready, cwd: Path) -> tuple[int, str]:
     """Start ``argv`` in its own session, send SIGINT to it alone once ``ready(pid)``; it must
     exit within 5 s with 130 and one line, and leave no process of its session behind."""
     pipe = subprocess.PIPE
     proc = subprocess.Popen([sys.executable, "-m", *argv], stdout=pipe, stderr=pipe, env=ENV,
-                            cwd=cwd, start_new_session=True)  # fmt: skip
+                            cwd=cwd, start_new_session=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     try:
         deadline = time.monotonic() + 300
         while not ready(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
