@@ -85,12 +85,13 @@ class Work:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
-    def admit(self, strategy: str, config: Config) -> None:
-        # Refuses, before the rule allocates anything, a check the limits cannot allow.
+    def admit(self, strategy: str, config: Config, whole: bool = True) -> None:
+        # Refuses, before the rule allocates anything, a check the limits cannot allow. A shard
+        # (whole=False) builds the whole tables but does part of the time, so only its memory.
         if (f := ESTIMATES.get(strategy)) is None:
             return
         need, limit = f(config), self.time_limit
-        if limit is not None and need.seconds > limit - self.seconds():
+        if whole and limit is not None and need.seconds > limit - self.seconds():
             raise OverBudget(f"needs at least {need.seconds:.3g} s, over the {limit} s time limit")
         if need.bytes > self.max_memory:
             raise OverBudget(f"needs about {need.bytes / 2**30:.3g} GiB, over --max-memory")

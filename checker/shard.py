@@ -41,8 +41,9 @@ def check_shard(cert: Certificate, work: Any, result: dict[str, Any], i: int, n:
         raise FormatError(f"--shard: strategy {cert.strategy!r} is not checked in shards")
     if cert.strategy == "hybrid" and n > v:
         raise FormatError(f"--shard: N must be at most d_vocab = {v} (hybrid shards hold queries)")
-    inputs = span(i, n, v, k, cert.strategy)
-    outcome = rule_for(cert.strategy)(cert, work, inputs)
+    inputs, rule = span(i, n, v, k, cert.strategy), rule_for(cert.strategy)
+    work.admit(cert.strategy, cert.config, whole=False)  # after rule_for: it adds the estimate
+    outcome = rule(cert, work, inputs)
     result.update(outcome.report, verified_count=str(outcome.verified_count), shard=[i, n])
     result.update(shard_inputs=[str(inputs.start), str(inputs.stop)], failed_claim=outcome.failed)
     result["verdict"] = "shard" if outcome.failed is None else "rejected"
