@@ -223,7 +223,7 @@ def write_and_check(config, weights, proof, model_path: str | Path, cert: Path) 
         write(build(config, weights, proof, provenance(model_path)), cert)
     except Exception as err:
         return {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
-    row = {"prover_report": json.dumps(proof.report, default=_plain), "certificate": str(cert)}
+    row = {"prover_report": _small_report(proof.report), "certificate": str(cert)}
     dims = paper_dims(config.d_vocab, config.n_ctx, proof.strategy)
     return row | checker_row(run_checker(cert), dims)
 
@@ -361,6 +361,15 @@ def _fraction_value(text: str | None) -> float | None:
     from certify.rounding import float_down
 
     return None if text is None else float_down(Fraction(text))
+
+
+def _small_report(report: dict[str, Any]) -> str:
+    """The prover's report as JSON, without its large entries (per-case arrays belong to the
+    certificate, not to a results row; the store stays small enough to commit)."""
+    small = {
+        key: value for key, value in report.items() if len(json.dumps(value, default=_plain)) <= 256
+    }
+    return json.dumps(small, default=_plain)
 
 
 def _plain(value: Any) -> Any:
