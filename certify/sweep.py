@@ -193,21 +193,26 @@ def strategy_task(
     """
     if multiprocessing.current_process().daemon:
         return _detached(spec, model_path, strategy, certs_dir)
-    cert = Path(certs_dir) / f"{spec.stem}.{_safe(strategy)}.cert.json"
     row = {**asdict(spec), "strategy": strategy, "total": str(spec.total)}
-    return row | prove_and_check(model_path, strategy, cert)
+    return row | prove_and_check(model_path, strategy, _cert(certs_dir, spec, strategy))
 
 
-def prove_and_check(model_path: str | Path, strategy: str, cert: Path) -> dict[str, Any]:
-    """Run the prover, write its certificate to ``cert``, check it: result columns."""
+def prove_and_check(
+    model_path: str | Path, strategy: str, cert: Path, model: tuple | None = None
+) -> dict[str, Any]:
+    """Run the prover, write its certificate to ``cert``, check it: result columns. ``model``
+    = (config, weights, circuits) already loaded, for several strategies of one model."""
     try:
         from certify.circuits import circuits
         from certify.model import load
         from certify.strategies import prove
 
-        config, weights = load(model_path)
+        if model is None:
+            config, weights = load(model_path)
+            model = (config, weights, circuits(config, weights))
+        config, weights, c = model
         start = time.perf_counter()
-        proof = prove(strategy, config, weights, circuits(config, weights))
+        proof = prove(strategy, config, weights, c)
         seconds = time.perf_counter() - start
     except Exception as err:  # a prover bug is recorded, not fatal to the sweep
         return {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
@@ -260,7 +265,7 @@ def subcubic_task(
 
     def checked(name: str) -> dict[str, Any]:
         if name not in rows:
-            cert = Path(certs_dir) / f"{spec.stem}.{_safe(name)}.cert.json"
+            cert = _cert(certs_dir, spec, name)
             row = write_and_check(config, weights, proofs[name], model_path, cert)
             rows[name] = base | {"strategy": name, "prover_seconds": share} | row
         return rows[name]
@@ -283,29 +288,23 @@ def hybrid_task(
         return [strategy_task(spec, model_path, name, certs_dir) for name in names]
     from certify.circuits import circuits
     from certify.model import load
-    from certify.strategies import prove
 
-    base = {**asdict(spec), "total": str(spec.total)}
     config, weights = load(model_path)
-    c, rows = circuits(config, weights), []
-    for name in names:
-        cert = Path(certs_dir) / f"{spec.stem}.{_safe(name)}.cert.json"
-        try:
-            start = time.perf_counter()
-            proof = prove(name, config, weights, c)
-            row = {"prover_seconds": time.perf_counter() - start}
-            row |= write_and_check(config, weights, proof, model_path, cert)
-        except Exception as err:  # a prover bug is recorded, not fatal to the sweep
-            row = {"verdict": "error", "failed_claim": f"prover: {_one_line(err)}"}
-        rows.append(base | {"strategy": name} | row)
-    return rows
+    model = (config, weights, circuits(config, weights))  # the same circuits: stats shared
+    base = {**asdict(spec), "total": str(spec.total)}
+    return [
+        base | {"strategy": n} | prove_and_check(model_path, n, _cert(certs_dir, spec, n), model)
+        for n in names
+    ]
 
 
 FAMILIES = {"subcubic": subcubic_task, "hybrid": hybrid_task}
 
 
-def _safe(strategy: str) -> str:
-    return strategy.replace(":", "-").replace("/", "_")
+def _cert(certs_dir: str, spec: ModelSpec, strategy: str) -> Path:
+    """Where a strategy's certificate for this model is written."""
+    safe = strategy.replace(":", "-").replace("/", "_")
+    return Path(certs_dir) / f"{spec.stem}.{safe}.cert.json"
 
 
 def _detached(spec: ModelSpec, model_path: str, strategy: str, certs_dir: str) -> dict[str, Any]:
