@@ -37,6 +37,7 @@ class Proof:
     witnesses: dict[str, Any] = field(default_factory=dict)
     lemmas: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)  # prover-side info, not in the cert
+    allowance: np.ndarray | None = None  # float32-execution claim: D [q, x]; None: exact
 
 
 def encode_array(a: np.ndarray) -> dict[str, Any]:
@@ -92,8 +93,16 @@ def build(
         "claim": {
             "correct_count": str(proof.correct_count),
             "total": str(config.d_vocab**config.n_ctx),
+            **_semantics(proof.allowance),
         },
     }
+
+
+def _semantics(allowance: np.ndarray | None) -> dict[str, Any]:
+    """The claim's semantics fields: nothing for exact (the default), else the allowance."""
+    if allowance is None:
+        return {}
+    return {"semantics": "float32-execution", "float32_allowance": encode_array(allowance)}
 
 
 def provenance(model: str | Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ class Circuits:
     evou: np.ndarray  # [v, v]   ((E V + b_V) O + b_O) U + b_U
     pvou: np.ndarray  # [k, v]   P V O U
     eu: np.ndarray  # [v, v]     E_q U
+    allowance: np.ndarray | None = None  # [q, x] float32 allowance D (certify.float32); None: exact
 
     @property
     def scale(self) -> float:

@@ -15,6 +15,7 @@ certify verify-sharded CERT [--shards N] [--dask ADDRESS | --workers W] [--out D
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="importance-sampled estimate with a ~95%% interval (not exact; for large v^K)",
     )
+    a.add_argument(
+        "--float32", action="store_true", help="also count what torch's float32 forward pass gets"
+    )
 
     e = sub.add_parser("emit", help="prove a bound and write its certificate")
     e.add_argument("model", help="model weights (.pt or .safetensors)")
@@ -76,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         "--wide-peels",
         action="store_true",
         help="sub-cubic: also try rank-8 EQKE peels (tighter, longer proofs)",
+    )
+    e.add_argument(
+        "--float32-execution",
+        action="store_true",
+        help="claim correctness under every float32 execution (docs/float32.md), not exact reals",
     )
 
     s = sub.add_parser("strategies", help="every strategy name, a tab, a one-line description")
@@ -177,16 +186,27 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     with _bar(config.d_vocab, "accuracy: query tokens", not args.json) as bar:
         correct = correct_count(circuits(config, weights), args.workers, bar.update)
     seconds = time.perf_counter() - start
+    torch32 = None
+    if args.float32:
+        from certify.float32 import torch_float32_count
+
+        torch32 = torch_float32_count(config, weights)
     if args.json:
         sha = weights_sha256(weights)
         fraction = f"{correct}/{total}"
+        extra = {} if torch32 is None else {"torch_float32_correct_count": str(torch32)}
         return _json(kind="exact", correct_count=str(correct), total=str(total), accuracy=fraction,
                      accuracy_decimal=down(Fraction(correct, total)), model_sha256=sha,
-                     seconds=round(seconds, 3))  # fmt: skip
+                     seconds=round(seconds, 3), **extra)  # fmt: skip
     print(
         f"{correct} of {total} inputs correct: accuracy {correct}/{total} ≈ "
         f"{down(Fraction(correct, total))} (rounded down; {seconds:.1f} s)"
     )
+    if torch32 is not None:
+        print(
+            f"torch float32 forward pass on this machine: {torch32} of {total} correct "
+            f"({torch32 - correct:+d} against exact; ties count wrong)"
+        )
     return 0
 
 
@@ -222,12 +242,20 @@ def cmd_emit(args: argparse.Namespace) -> int:
         args.strategy = f"hybrid:{args.budget:g}"
     config, weights = load(args.model)
     writable(args.output or default_output(args.model, "all"))
+    if args.strategy == "all" and args.float32_execution:
+        raise ValueError("--float32-execution takes one strategy, not 'all'")
     if args.strategy == "all":
         return emit_all(args.model, config, weights, args.wide_peels, args.output, args.json)
     start = time.perf_counter()
-    proof = prove(args.strategy, config, weights, circuits(config, weights), args.wide_peels)
+    c = circuits(config, weights)
+    if args.float32_execution:  # the stronger claim: every float32 execution (docs/float32.md)
+        from certify.float32 import allowance
+
+        c = dataclasses.replace(c, allowance=allowance(config, weights))
+    proof = prove(args.strategy, config, weights, c, args.wide_peels)
     seconds = time.perf_counter() - start
-    out = args.output or default_output(args.model, args.strategy)
+    name = f"{args.strategy}.float32" if args.float32_execution else args.strategy
+    out = args.output or default_output(args.model, name)
     write(build(config, weights, proof, provenance(args.model)), out)
     total = config.d_vocab**config.n_ctx
     bound = Fraction(proof.correct_count, total)

@@ -22,9 +22,15 @@ from checker import __version__
 from checker.cost import DEFAULT_MAX_MEMORY, OverBudget, Work
 from checker.format import DEFAULT_MAX_BYTES, Certificate, FormatError, parse, weights_sha256
 from checker.guard import guarded
+from checker.rules import ClaimFailed
 from checker.shard import check_shard, combine, parse_shard, shard_line
 
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
+SEMANTICS = {  # claim.semantics: what "classified correctly" means in the theorem
+    "exact": "in exact real arithmetic",
+    "float32-execution": "in every float32 execution of docs/float32.md (any summation order, "
+    "with or without FMA; strictly)",
+}
 
 
 @guarded
@@ -43,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-memory", type=_positive(int), default=DEFAULT_MAX_MEMORY, help="memory cap (bytes)"
     )
     v.add_argument("--shard", type=parse_shard, metavar="I/N", help="check shard I of N only")
+    v.add_argument("--semantics", choices=SEMANTICS, help="reject certificates of other semantics")
     c = sub.add_parser("combine", help="add up the results of 'verify --shard I/N --json'")
     c.add_argument("results", nargs="+", help="shard result JSON files")
     c.add_argument("--json", action="store_true", help="print one result object on stdout")
@@ -88,6 +95,7 @@ def verify(args: argparse.Namespace) -> int:
 
     keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
     keys += ("total", "bound", "bound_decimal", "failed_claim", "theorem", "untrusted_provenance")
+    keys += ("semantics",)
     result = {"verdict": "error", "checker_version": __version__, **dict.fromkeys(keys)}
     max_memory = getattr(args, "max_memory", DEFAULT_MAX_MEMORY)
     work = Work(getattr(args, "time_limit", None), sys.stderr.isatty(), max_memory)
@@ -97,6 +105,8 @@ def verify(args: argparse.Namespace) -> int:
             raise FormatError(f"unsafe floating-point environment: {problem}")
         with work.alarm():
             status = (combine if args.command == "combine" else _verify_cert)(args, work, result)
+    except ClaimFailed as e:  # a rule found a stated bound false before counting
+        status = conclude(result, str(e), 0, 0, 0)
     except FormatError as e:
         result["failed_claim"] = str(e)
     except (OverBudget, ArithmeticError) as e:  # Arithmetic: weights beyond the float fast paths
@@ -118,6 +128,10 @@ def _verify_cert(args: argparse.Namespace, work: Work, result: dict[str, Any]) -
     result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
     result["certificate_sha256"] = args.cert_sha256
     result["untrusted_provenance"] = cert.provenance  # echoed as stated, never checked
+    result["semantics"] = cert.semantics
+    if getattr(args, "semantics", None) not in (None, cert.semantics):
+        why = f"claim.semantics: is {cert.semantics}, but --semantics {args.semantics} was required"
+        return conclude(result, why, 0, 0, 0)
     if _other_model(args.model, cert, result):
         return REJECTED
     return _check(cert, work, result, args.shard)
@@ -181,8 +195,9 @@ def conclude(result: dict[str, Any], failed: str | None, got: int, claim: int, t
     result["theorem"] = (
         f"at least {claim} of the {v}^{k} = {total} inputs are classified correctly by the "
         f"Max-of-{k} model (d_vocab {v}) with weights sha256 {result['model_sha256']}, that is, "
-        f"for each of them the last position's logit of the input's largest token, in exact "
-        f"real arithmetic, exceeds every other logit; accuracy >= {bound}"
+        f"for each of them the last position's logit of the input's largest token, "
+        f"{SEMANTICS[result['semantics'] or 'exact']}, exceeds every other logit; "
+        f"accuracy >= {bound}"
     )
     return VERIFIED
 

@@ -68,6 +68,11 @@ class Certificate:
     lemmas: dict[str, Any]
     claimed_count: int
     provenance: dict[str, Any] | None = None  # untrusted: echoed, never believed
+    allowance: np.ndarray | None = None  # [q, x] float32 allowance; None: exact semantics
+
+    @property
+    def semantics(self) -> str:
+        return "exact" if self.allowance is None else "float32-execution"
 
     @property
     def total(self) -> int:
@@ -103,7 +108,18 @@ def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
         raise FormatError(f"claim.correct_count: {claimed} exceeds the {total} inputs")
     strategy = doc["strategy"]
     parts = (strategy["name"], strategy["options"], doc["witnesses"], doc["lemmas"], claimed)
-    return Certificate(config, weights, sha, *parts, doc.get("provenance"))
+    extra = (doc.get("provenance"), allowance(claim, config))
+    return Certificate(config, weights, sha, *parts, *extra)
+
+
+def allowance(claim: dict[str, Any], c: Config) -> np.ndarray | None:
+    """claim.float32_allowance, present exactly when claim.semantics is float32-execution."""
+    if claim.get("semantics", "exact") == "exact":
+        if "float32_allowance" in claim:
+            raise FormatError("claim.float32_allowance: only with semantics float32-execution")
+        return None
+    shape = (c.d_vocab, c.d_vocab)
+    return decode_field(claim, "float32_allowance", "claim.", shape, "float64", top=np.inf)
 
 
 def load_json(data: bytes, what: str = "certificate") -> Any:

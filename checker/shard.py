@@ -17,6 +17,7 @@ from checker.format import Certificate, FormatError, decode_integer
 
 SHARDED = ("brute", "hybrid")  # strategies whose rule takes ``inputs``, a range of whole units
 SAME = ("certificate_sha256", "model_sha256", "strategy", "claimed_count", "n_ctx", "d_vocab")
+SAME += ("semantics",)  # the theorem's meaning (checker.cli.SEMANTICS)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -90,6 +91,7 @@ def _load(path: str) -> dict[str, Any]:
         count, _ = decode_integer(r["verified_count"], ""), decode_integer(r["claimed_count"], "")
         ints, strs = (i, n, v, k, r["flops"]), [r[key] for key in SAME[:3]]
         ok = r["verdict"] == "shard" and {*map(type, ints)} == {int} and {*map(type, strs)} == {str}
+        ok = ok and r["semantics"] in ("exact", "float32-execution")
         if not (ok and 0 < v <= 2**16 and 0 < k <= 64 and 0 <= i < n <= 10**9):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError, RecursionError):

@@ -95,23 +95,32 @@ def exact_sign(groups: dict[Fraction, Fraction], d_head: int) -> int:
     raise AssertionError("sign undecided at 16384 bits (Lindemann-Weierstrass says nonzero)")
 
 
-def exact_correct_count(weights: dict[str, np.ndarray]) -> int:
-    """Number of inputs whose max token's exact logit beats every other logit strictly."""
+def exact_correct_count(weights: dict[str, np.ndarray], allowance: np.ndarray | None = None) -> int:
+    """Number of inputs whose max token's exact logit beats every other logit strictly; with a
+    float32 allowance D [q, x], by more than D[q, m] + D[q, x] (the float32-execution count)."""
     c = exact_circuits(weights)
     v, k = weights["embed.W_E"].shape[0], weights["pos_embed.W_pos"].shape[0]
     d_head = weights["blocks.0.attn.W_Q"].shape[-1]
     return sum(
-        all(margin_sign(c, seq, x, d_head) > 0 for x in range(v) if x != max(seq))
+        all(margin_sign(c, seq, x, d_head, allowance) > 0 for x in range(v) if x != max(seq))
         for seq in itertools.product(range(v), repeat=k)
     )
 
 
-def margin_sign(c: dict[str, Matrix], seq: tuple[int, ...], x: int, d_head: int) -> int:
-    """The exact sign of logit[max(seq)] - logit[x] on input ``seq``."""
+def margin_sign(
+    c: dict[str, Matrix], seq: tuple[int, ...], x: int, d_head: int, allowance=None
+) -> int:
+    """The exact sign of logit[max(seq)] - logit[x] (- D[q, m] - D[q, x]) on input ``seq``; as
+    the softmax weights sum to 1, the offset is subtracted from every position's term."""
     q, m = seq[-1], max(seq)
+    off = (
+        0
+        if allowance is None
+        else Fraction(float(allowance[q, m])) + Fraction(float(allowance[q, x]))
+    )
     groups: dict[Fraction, Fraction] = defaultdict(Fraction)
     for i, t in enumerate(seq):
         sigma = c["eqke"][q][t] + c["eqkp"][q][i]
         groups[sigma] += c["evou"][t][m] - c["evou"][t][x] + c["pvou"][i][m] - c["pvou"][i][x]
-        groups[sigma] += c["eu"][q][m] - c["eu"][q][x]
+        groups[sigma] += c["eu"][q][m] - c["eu"][q][x] - off
     return exact_sign(groups, d_head)

@@ -35,7 +35,20 @@ def prove(
     c: Circuits,
     wide_peels: bool = False,
 ) -> Proof:
-    """Run strategy ``name``; ``wide_peels`` lets sub-cubic variants try rank-8 peels."""
+    """Run strategy ``name``; ``wide_peels`` lets sub-cubic variants try rank-8 peels. With
+    ``c.allowance`` set the claim is the float32-execution one (docs/float32.md)."""
+    proof = _prove(name, config, weights, c, wide_peels)
+    proof.allowance = c.allowance
+    return proof
+
+
+def _prove(
+    name: str,
+    config: MaxOfKConfig,
+    weights: dict[str, np.ndarray],
+    c: Circuits,
+    wide_peels: bool = False,
+) -> Proof:
     if name == "brute":
         from certify.strategies.brute import prove as prove_brute
 

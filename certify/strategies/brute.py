@@ -78,17 +78,20 @@ def _blocks(c: Circuits, q: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]
     the last two free positions form the block, the others are its outer tokens."""
     v, free = c.config.d_vocab, c.config.n_ctx - 1
     table, g_query = query_table(c, q)
+    weight, w_query = query_weights(c, q)
     n_inner = min(2, free)
     inner = np.zeros((1,) * n_inner + (v,))
+    inner_den = np.zeros((1,) * n_inner)
     inner_max = np.full((1,) * n_inner, q)
     for j in range(free - n_inner, free):
         axis = j - (free - n_inner)
         shape = [1] * n_inner
         shape[axis] = v
         inner = inner + table[j].reshape(*shape, v)
+        inner_den = inner_den + weight[j].reshape(shape)
         inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
     inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, input]: max over axis 0 is fast
-    inner_max = inner_max.reshape(-1)
+    inner_max, inner_den = inner_max.reshape(-1), inner_den.reshape(-1)
     rows = np.arange(len(inner_max))
     block = np.empty_like(inner)
     for outer in itertools.product(range(v), repeat=free - n_inner):
@@ -96,19 +99,30 @@ def _blocks(c: Circuits, q: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)
         right = block[target, rows]
+        if c.allowance is not None:  # float32: den (logit+[m] - 2 D[q, m]) against den logit+[x]
+            den = inner_den + w_query + sum((weight[j, t] for j, t in enumerate(outer)), 0.0)
+            right = right - 2 * c.allowance[q, target] * den
         block[target, rows] = -np.inf
         yield outer, right > block.max(axis=0)
 
 
-def query_table(c: Circuits, q: int) -> tuple[np.ndarray, np.ndarray]:
-    """G_i[t, x] of the free positions [K-1, v, v] and the query's row G_{K-1}[q, x] [v]."""
+def query_weights(c: Circuits, q: int) -> tuple[np.ndarray, float]:
+    """The softmax weights w_i(t) of the free positions [K-1, v] and of the query, scaled."""
     free = c.config.n_ctx - 1
     scores = (c.eqke[q][None, :] + c.eqkp[q, :free, None]) / c.scale  # [free, v]
     score_q = (c.eqke[q, q] + c.eqkp[q, free]) / c.scale
     top = max(score_q, scores.max(initial=-np.inf))
-    w = np.exp(scores - top)
-    table = w[..., None] * (c.evou[None] + c.pvou[:free, None, :] + c.eu[q])  # [free, t, x]
-    return table, np.exp(score_q - top) * (c.evou[q] + c.pvou[free] + c.eu[q])
+    return np.exp(scores - top), float(np.exp(score_q - top))
+
+
+def query_table(c: Circuits, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """G_i[t, x] of the free positions [K-1, v, v] and the query's row G_{K-1}[q, x] [v]; with
+    a float32 allowance D, EU[q] + D[q] (logit+ = logit + D)."""
+    free = c.config.n_ctx - 1
+    w, w_q = query_weights(c, q)
+    eu = c.eu[q] if c.allowance is None else c.eu[q] + c.allowance[q]
+    table = w[..., None] * (c.evou[None] + c.pvou[:free, None, :] + eu)  # [free, t, x]
+    return table, w_q * (c.evou[q] + c.pvou[free] + eu)
 
 
 def prove(c: Circuits) -> Proof:

@@ -118,7 +118,9 @@ def _centred(m: int, c: Circuits) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PVOU*[x], EVOU_c[t, x], EU_c[q, x] for the wrong tokens x != m."""
     x = np.arange(c.config.d_vocab) != m
     pvou_star = (c.pvou[:, x] - c.pvou[:, m : m + 1]).max(axis=0)
-    return pvou_star, c.evou[:, x] - c.evou[:, m : m + 1], c.eu[:, x] - c.eu[:, m : m + 1]
+    d = 0 if c.allowance is None else c.allowance  # float32: EU + D for x, EU - D for m
+    eu_c = (c.eu + d)[:, x] - (c.eu - d)[:, m : m + 1]
+    return pvou_star, c.evou[:, x] - c.evou[:, m : m + 1], eu_c
 
 
 def bounds_at(m: int, k: int, c: Circuits, t: dict[str, np.ndarray]) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 from certify.certificate import Proof, encode_array
 from certify.circuits import Circuits
 from certify.model import MaxOfKConfig
-from certify.strategies.brute import correct_for_query, query_table
+from certify.strategies.brute import correct_for_query, query_table, query_weights
 from certify.strategies.cubic import case_exists, lemma_tokens
 from checker.guard import worker_pool
 
@@ -205,7 +205,7 @@ def _query_remainder(q: int) -> list[np.ndarray]:
     assert _SHARED is not None
     c, inside, inside0 = _SHARED
     v, k = c.config.d_vocab, c.config.n_ctx
-    tables, full = cheap_tables(c, q), query_table(c, q)
+    tables, full = cheap_tables(c, q), (*query_table(c, q), *query_weights(c, q))
     sums = [np.zeros((v, k), dtype=np.int64) for _ in range(3)]
     exists = case_exists(v, k)
     for m, n_below in np.argwhere(exists[q]).tolist():
@@ -257,16 +257,17 @@ def evaluate(
     """(inputs, correct, passing the cheap test) of the product of ``slots`` (query q, max m):
     the cheap test (as ``cheap_test``, summed over the product by broadcasting), then the full
     float64 logits (as brute force sums them) of the inputs it does not pass."""
-    table, arg, first, second = tables
+    table, arg, first, second, w, twice = tables
     shape = [len(s) for s in slots]
-    a, b = np.zeros(()), np.zeros(())
+    a, b, den = np.zeros(()), np.zeros(()), np.zeros(())
     for j, s in enumerate(slots):
         axis = [1] * len(slots)
         axis[j] = len(s)
         a = a + table[j, s, m].reshape(axis)
         b = b + np.where(arg[j, s] == m, second[j, s], first[j, s]).reshape(axis)
+        den = den + w[j, s].reshape(axis)
     k = len(slots) + 1
-    a = a + table[k - 1, q, m]
+    a = a + table[k - 1, q, m] - twice[m] * (den + w[k - 1, q])
     b = b + (second if arg[k - 1, q] == m else first)[k - 1, q]
     passed = (a - b > 2.0**-30 * (np.abs(a) + np.abs(b))).reshape(-1)
     n_passed = n_correct = int(passed.sum())
@@ -274,8 +275,11 @@ def evaluate(
     for part in np.array_split(fail, len(fail) // 2**14 + 1):  # logits [n, v]: a few MB at most
         index = np.unravel_index(part, shape) if slots else ()
         tokens = np.array([s[i] for s, i in zip(slots, index, strict=True)], dtype=np.int64)
-        logit = logits(*full, tokens.reshape(len(slots), len(part)))
+        logit = logits(*full[:2], tokens.reshape(len(slots), len(part)))
         right = logit[:, m].copy()
+        if twice[m]:  # float32: den in the full tables' own scaling (brute.query_weights)
+            weight, w_query = full[2:]
+            right = right - twice[m] * (weight[np.arange(k - 1)[:, None], tokens].sum(0) + w_query)
         logit[:, m] = -np.inf
         n_correct += int((right > logit.max(axis=1, initial=-np.inf)).sum())
     return passed.size, n_correct, n_passed
@@ -300,11 +304,14 @@ def cheap_tables(c: Circuits, q: int) -> tuple[np.ndarray, ...]:
     row, its largest entry and the largest of the others."""
     scores = (c.eqke[q][None, :] + c.eqkp[q, :, None]) / c.scale  # [K, v]
     w = np.exp(scores - scores.max())
-    table = w[..., None] * (c.evou[None] + c.pvou[:, None, :] + c.eu[q])  # [K, t, x]
+    eu, twice = c.eu[q], np.zeros(len(w[0]))
+    if c.allowance is not None:  # float32: logit+ = logit + D[q]; target side 2 D[q, m] den
+        eu, twice = eu + c.allowance[q], 2 * c.allowance[q]
+    table = w[..., None] * (c.evou[None] + c.pvou[:, None, :] + eu)  # [K, t, x]
     arg = table.argmax(axis=2)
     rest = table.copy()
     np.put_along_axis(rest, arg[:, :, None], -np.inf, axis=2)
-    return table, arg, table.max(axis=2), rest.max(axis=2)
+    return table, arg, table.max(axis=2), rest.max(axis=2), w, twice
 
 
 def cheap_test(
@@ -312,10 +319,10 @@ def cheap_test(
 ) -> np.ndarray:
     """Lemma 5 in float64, with a margin of 2^-30 of the terms' size: sum_i p_i[t_i, m] against
     sum_i max_{x != m} p_i[t_i, x]."""
-    table, arg, first, second = tables
+    table, arg, first, second, w, twice = tables
     tokens = np.concatenate([grid, np.full((1, grid.shape[1]), q, dtype=grid.dtype)])
     slot = np.arange(len(tokens))[:, None]
-    a = table[slot, tokens, top[None, :]].sum(axis=0)
+    a = table[slot, tokens, top[None, :]].sum(axis=0) - twice[top] * w[slot, tokens].sum(axis=0)
     wrong = np.where(arg[slot, tokens] == top[None, :], second[slot, tokens], first[slot, tokens])
     b = wrong.sum(axis=0)
     return a - b > 2.0**-30 * (np.abs(a) + np.abs(b))

@@ -126,6 +126,7 @@ class Model:
     eqkp: np.ndarray
     evou: np.ndarray
     pvou: np.ndarray
+    allowance: np.ndarray | None = None  # float32 semantics: D [q, x] (certify.float32)
 
     @property
     def eqke(self) -> np.ndarray:
@@ -153,6 +154,7 @@ def model(config: MaxOfKConfig, weights: dict[str, np.ndarray], c: Circuits) -> 
         c.eqkp,
         c.evou,
         c.pvou,
+        c.allowance,
     )
 
 
@@ -326,6 +328,8 @@ def tables(m: Model, approx: np.ndarray, eps: np.ndarray, mu: np.ndarray, delta_
     T = m.evou.max(1)[:, None] - m.evou  # [t, m]
     wpre = np.maximum.accumulate(T, axis=0).T
     pos = (pos_hi, pos_lo)
+    if m.allowance is not None:  # float32: the margin must exceed D[q, m] + max_x D[q, x]
+        delta_eu = delta_eu + (m.allowance + m.allowance.max(1, keepdims=True))[:, :, None]
     return Tables(v, m.k, ex_hi, ex_lo, eps_factor, *pos, M, R, rmax, rmin, wpre, delta_eu)
 
 

@@ -16,6 +16,10 @@ from typing import Any
 from checker.format import FormatError
 
 
+class ClaimFailed(Exception):
+    """A stated bound found false before counting (a rejection, exit 1); names the field."""
+
+
 @dataclass
 class RuleResult:
     verified_count: int

@@ -33,6 +33,7 @@ from typing import Any
 import flint
 import numpy as np
 
+from checker import arith, float32
 from checker.arith import ETA, U, arb_float, exp_sum_sign, float_above, gamma, nearest_float, up
 from checker.circuits import Weights
 from checker.cost import ESTIMATES, Cost, Work, rule_cost
@@ -58,6 +59,8 @@ class Tables:
     exact: tuple[flint.fmpq_mat, flint.fmpq_mat, flint.fmpq_mat]  # EVOU, PVOU, EU
     theta: float
     zeta: float
+    shift: np.ndarray | None = None  # float32 semantics: [q] c_M of Lemma 6; None: exact
+    twice: flint.fmpq_mat | None = None  # 2 D' [q, x] exact (Lemma 6)
 
 
 TABLES: Tables | None = None  # what ``map_queries`` tasks read (forked workers inherit it)
@@ -93,7 +96,9 @@ def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleRes
 def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     """Exact circuits and scores, their float tables, and the thresholds of Lemma 3."""
     k, v = cert.config.n_ctx, cert.config.d_vocab
-    exact = (w.evou, w.pvou, w.eu)
+    allow = float32.allowance(cert, w)
+    eu = w.eu if allow is None else w.eu + arith.exact_matrix(allow)  # float32: EU+ = EU + D'
+    exact = (w.evou, w.pvou, eu)
     evou, pvou, eu = (to_floats(m, work) for m in exact)
     eqke, eqkp = w.eqke, w.eqkp
     score = [[[eqke[q, t] + eqkp[q, i] for t in range(v)] for i in range(k)] for q in range(v)]
@@ -103,7 +108,12 @@ def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
     if k * W_MAX * (bmax + 1) >= 2**1000:
         raise FormatError("model: weights too large in magnitude for the float64 filter")
     theta, zeta = thresholds(k, Fraction(W_MAX), bmax)
-    return Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
+    t = Tables(k, v, cert.config.d_head, evou, pvou, eu, score, exact, theta, zeta)
+    if allow is not None:  # Lemma 6: c_M >= 2 max_x D'[q, x] (1 + u) / ((1 - gamma_{K-1})(1 - u))
+        scale = 2 * (1 + U) / ((1 - gamma(k - 1)) * (1 - U))
+        t.shift = np.array([float_above(Fraction(float(row.max())) * scale) for row in allow])
+        t.twice = arith.exact_matrix(2 * allow)  # exact: doubling a float
+    return t
 
 
 def map_queries(task: Callable, queries: Sequence, t: Any, work: Work, label: str) -> Iterator:
@@ -176,30 +186,34 @@ def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
     assert T is not None and WORK is not None
     k, v, free = T.k, T.v, T.k - 1
     table, mag, flops = query_tables(T, q)
+    wt = weight_bounds(T, q)
     n_inner = min(2, free)
     inner, inner_s = np.zeros((1,) * n_inner + (v,)), np.zeros((1,) * n_inner)
+    inner_w = np.zeros((1,) * n_inner)
     inner_max = np.full((1,) * n_inner, q)
     for axis, j in enumerate(range(free - n_inner, free)):
         shape = [1] * n_inner
         shape[axis] = v
         inner = inner + table[j].reshape(*shape, v)
         inner_s = inner_s + mag[j].reshape(shape)
+        inner_w = inner_w + wt[j].reshape(shape)
         inner_max = np.maximum(inner_max, np.arange(v).reshape(shape))
     tokens = np.indices(inner_s.shape).reshape(n_inner, inner_s.size)  # each input's inner tokens
     inner = np.ascontiguousarray(inner.reshape(-1, v).T)  # [x, inputs]: max over axis 0 is fast
-    inner_s, inner_max = inner_s.reshape(-1), inner_max.reshape(-1)
+    inner_s, inner_max, inner_w = inner_s.reshape(-1), inner_max.reshape(-1), inner_w.reshape(-1)
     block = np.empty_like(inner)
     count, undecided, n_outer = 0, 0, 0
     for outer in itertools.islice(itertools.product(range(v), repeat=free - n_inner), lo, hi):
         WORK.tick()
         n_outer += 1
-        base, base_s = table[free, q].copy(), mag[free, q]
+        base, base_s, base_w = table[free, q].copy(), mag[free, q], wt[free, q]
         for j, t in enumerate(outer):
-            base, base_s = base + table[j, t], base_s + mag[j, t]
+            base, base_s, base_w = base + table[j, t], base_s + mag[j, t], base_w + wt[j, t]
         target = np.maximum(inner_max, max(outer, default=q))
         np.add(inner, base[:, None], out=block)  # fl(L[x]) of every input in this block
         bound = T.theta * (inner_s + base_s) + T.zeta
-        correct, und = decide(T, block, target, bound, (outer, tokens, q))
+        shift = None if T.shift is None else up(T.shift[q] * (inner_w + base_w))
+        correct, und = decide(T, block, target, bound, (outer, tokens, q), shift)
         count, undecided = count + int(np.count_nonzero(correct)), undecided + und
     n = len(inner_max)
     return flops + n_outer * (k * v + 2 * v * n + 8 * n), count, undecided
@@ -213,6 +227,14 @@ def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, int]:
     bmag = up(up(np.abs(T.evou)[None] + np.abs(T.pvou)[:, None, :]) + np.abs(T.eu[q]))
     mag = up(weight * bmag.max(axis=2))
     return weight[:, :, None] * raw, mag, 14 * T.k * T.v * T.v
+
+
+def weight_bounds(T: Tables, q: int) -> np.ndarray | None:
+    """[k, v] floats >= each exact softmax weight w_i(t) of query q (float32 semantics only):
+    w <= w~ (1 + EPS_W) + ETA <= up(w~ (1 + 4u)), as up adds at least 2^-1074 > ETA."""
+    if T.shift is None:
+        return np.zeros((T.k, T.v))
+    return up(softmax_weights(T.score[q], T.d_head) * float_above(1 + 4 * U))
 
 
 def top_two(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -242,30 +264,37 @@ def count_known_max(
     a, b = table[:, :, m], np.where(arg == m, second, first)  # [K, v]
     margin = a[k - 1, q] + a[slot, tokens].sum(axis=0) - (b[k - 1, q] + b[slot, tokens].sum(axis=0))
     bound = T.theta * (mag[k - 1, q] + mag[slot, tokens].sum(axis=0)) + T.zeta
-    correct = margin > bound
+    shift = None
+    if T.shift is not None:
+        wt = weight_bounds(T, q)
+        shift = up(T.shift[q] * (wt[k - 1, q] + wt[slot, tokens].sum(axis=0)))
+    correct = margin > (bound if shift is None else up(bound + shift))
     fail = np.flatnonzero(~correct & full)
     undecided = 0
     for part in np.array_split(fail, len(fail) // 2**14 + 1):
         work.tick()
         rows = table[k - 1, q] + table[slot, tokens[:, part]].sum(axis=0)  # fl(L[x]) [n, v]
-        correct[part], und = decide(T, rows.T, m, bound[part], ((), tokens[:, part], q))
+        part_shift = None if shift is None else shift[part]
+        correct[part], und = decide(T, rows.T, m, bound[part], ((), tokens[:, part], q), part_shift)
         undecided += und
     return correct, n * (3 * k + 1) + len(fail) * (k * T.v + 4), undecided
 
 
-def decide(T: Tables, logits: np.ndarray, target: Any, bound: np.ndarray, inputs: tuple):
+def decide(T: Tables, logits: np.ndarray, target: Any, bound: Any, inputs: tuple, shift=None):
     """(correct [n], undecided) for the inputs j = (*outer, *tokens[:, j], q), inputs = (outer,
     tokens, q), with float logits fl(L[x]) in the columns of logits [v, n] (overwritten) and max
-    tokens target: correct if fl(L[m] - max_{x != m} L[x]) > E = bound (Lemma 3), wrong if < -E,
-    else settled exactly (Lemma 4)."""
+    tokens target: correct if fl(L[m] - max_{x != m} L[x]) > E = bound (Lemma 3; float32
+    semantics: > up(E + M), M = shift, Lemma 6), wrong if < -E, else settled exactly (Lemma 4)."""
     outer, tokens, q = inputs
     cols = np.arange(logits.shape[1])
     right = logits[target, cols]
     logits[target, cols] = -np.inf
     margin = right - logits.max(axis=0)
-    correct, undecided = margin > bound, np.flatnonzero(np.abs(margin) <= bound)
+    high = bound if shift is None else up(bound + shift)
+    correct = margin > high
+    undecided = np.flatnonzero(~correct & (margin >= -bound))
     for j in undecided:
-        close = np.flatnonzero(right[j] - logits[:, j] <= bound[j]).tolist()
+        close = np.flatnonzero(right[j] - logits[:, j] <= high[j]).tolist()
         correct[j] = settle(T, (*outer, *tokens[:, j].tolist(), q), close)
     return correct, len(undecided)
 
@@ -279,6 +308,7 @@ def settle(T: Tables, seq: tuple[int, ...], close: list[int]) -> bool:
         for i, t in enumerate(seq):
             sigma = T.score[q][i][t]
             d = evou[t, m] - evou[t, x] + pvou[i, m] - pvou[i, x] + eu[q, m] - eu[q, x]
+            d = d if T.twice is None else d - T.twice[q, m]  # float32: L+[m] - 2D'W > L+[x]
             terms[sigma] = terms.get(sigma, flint.fmpq(0)) + d
         try:
             if exp_sum_sign(terms, T.d_head) <= 0:

@@ -55,7 +55,8 @@ from typing import NamedTuple
 import flint
 import numpy as np
 
-from checker.arith import down0, enclose_matrix, exp_enclosure, prefix_sums, up, up_mul
+from checker import float32
+from checker.arith import down, down0, enclose_matrix, exp_enclosure, prefix_sums, up, up_mul
 from checker.circuits import Weights
 from checker.cost import ESTIMATES, Cost, Work, rule_cost
 from checker.format import Certificate, Config, FormatError, decode_field
@@ -98,9 +99,13 @@ def check(cert: Certificate, work: Work) -> RuleResult:
 
 
 def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
-    """The float enclosures every case reads (softmax factors via arb, circuits one ulp out)."""
+    """The float enclosures every case reads (softmax factors via arb, circuits one ulp out).
+    Float32 semantics: EU's enclosure widened by D' (docs/float32.md), so (1) bounds
+    logit[x] + D'[q, x] - (logit[m] - D'[q, m]) and a lemma proves the float32 margin."""
     alpha, beta = (exp_scaled(x, cert.config.d_head, work) for x in (w.eqke, w.eqkp))
-    circuits = (enclose_matrix(x) for x in (w.evou, w.pvou, w.eu))
+    circuits = [enclose_matrix(x) for x in (w.evou, w.pvou, w.eu)]
+    if (allow := float32.allowance(cert, w)) is not None:  # EU -/+ D': the margin's D'[m] + D'[x]
+        circuits[2] = (down(circuits[2][0] - allow), up(circuits[2][1] + allow))
     return Tables(alpha, beta, *extreme_sums(w.eqkp, beta, work), *circuits)
 
 

@@ -26,6 +26,7 @@ from math import comb
 import flint
 import numpy as np
 
+from checker import float32
 from checker.arith import (
     Counted,
     ball,
@@ -96,6 +97,8 @@ def check_counted(cert: Certificate, work: Work) -> RuleResult:
     cases = np.nonzero(proved == 1)  # only the claimed cases need checking
     a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, cases, work, delta)
     bound = logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work)
+    if (allow := float32.allowance(cert, w)) is not None:  # + D'[q, m] + max_x D'[q, x]
+        bound = up(bound + up(allow[cases[0], cases[1]] + allow.max(axis=1)[cases[0]]))
     bad = np.flatnonzero(~valid_cases(v, k, gaps)[cases] | ~(bound < 0))
     if len(bad):
         q, m, c = (int(x[bad[0]]) for x in cases)

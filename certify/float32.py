@@ -1,0 +1,83 @@
+"""The prover's float32 allowance D[q, x] (docs/float32.md), and torch's own float32 count.
+
+``allowance`` evaluates the bound of docs/float32.md in float64 and inflates it by 2^-20
+relative: the checker re-derives it exactly and accepts the certificate's D only if it is not
+below its own, so the inflation only has to cover float64 rounding here (about 1e-13).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from certify.model import MaxOfKConfig
+
+U32 = 2.0**-24
+EXP_ULPS = 4  # as the checker's execution model (docs/float32.md)
+PAD = 2.0**-100  # added to every magnitude: covers underflow (docs/float32.md)
+
+
+def gamma(n: int) -> float:
+    return n * U32 / (1 - n * U32)
+
+
+def allowance(config: MaxOfKConfig, weights: dict[str, np.ndarray]) -> np.ndarray:
+    """D[q, x] >= |float32 logit[x] - exact logit[x]| for every input with query token q."""
+    w = {key: np.abs(a.astype(np.float64)) for key, a in weights.items()}
+    signed = {key: a.astype(np.float64) for key, a in weights.items()}
+    v, k, d, dh = config.d_vocab, config.n_ctx, config.d_model, config.d_head
+    x = (signed["embed.W_E"][:, None, :] + signed["pos_embed.W_pos"][None]).reshape(v * k, d)
+    query = x.reshape(v, k, d)[:, -1]
+    c1 = U32 + (1 + U32) * gamma(d + 1)
+
+    def magnitude(a: np.ndarray, name: str) -> np.ndarray:
+        m, b = w[f"blocks.0.attn.W_{name}"][0], w[f"blocks.0.attn.b_{name}"][0]
+        return np.abs(a) @ m + b + PAD
+
+    aq, ak, av = magnitude(query, "Q"), magnitude(x, "K"), magnitude(x, "V")
+    rmax = (aq @ ak.T).max(axis=1) + 2 * PAD  # [q]
+    c3 = ((1 + gamma(dh)) * (1 + c1) ** 2 - 1) * (1 + gamma(3)) + gamma(3)
+    eps = (c3 + 2 * U32 * (1 + c3)) * rmax / np.sqrt(dh)
+    e_exp = 2 * EXP_ULPS * U32
+    rho = np.expm1(2 * eps) * (1 + e_exp) / (1 - e_exp) + 2 * e_exp / (1 - e_exp)
+    bv = signed["blocks.0.attn.b_V"][0]
+    o, u = signed["blocks.0.attn.W_O"][0], signed["unembed.W_U"]
+    values = (x @ signed["blocks.0.attn.W_V"][0] + bv) @ o @ u  # [(t, i), x]
+    half = (values.max(axis=0) - values.min(axis=0)) / 2
+    vmax = np.abs(values).max(axis=0)
+    phi = (1 + gamma(2)) / (1 - gamma(k - 1)) - 1 + U32
+    az = av.max(axis=0)
+    ez = (1 + phi) * (c1 + gamma(k) * (1 + c1)) * az
+    z = (1 + phi) * az + ez
+    wo, bo = w["blocks.0.attn.W_O"][0], w["blocks.0.attn.b_O"]
+    eo = ez @ wo + gamma(dh + 1) * (z @ wo + bo) + PAD
+    out = (1 + phi) * az @ wo + bo + eo
+    xq = np.abs(query).max(axis=0)
+    eres = U32 * xq + eo + U32 * ((1 + U32) * xq + out)
+    res = (1 + U32) * ((1 + U32) * xq + out)
+    wu, bu = w["unembed.W_U"], w["unembed.b_U"]
+    el = eres @ wu + gamma(d + 1) * (res @ wu + bu) + PAD
+    bound = rho[:, None] * half[None] + (phi * vmax + el)[None]
+    return bound * (1 + 2.0**-20) + 2.0**-200
+
+
+def torch_float32_count(config: MaxOfKConfig, weights: dict[str, np.ndarray]) -> int:
+    """How many of the v^K inputs torch's own float32 forward pass (this machine's kernels)
+    classifies correctly: the last position's argmax is the max token, with no tie."""
+    import itertools
+
+    import torch
+
+    from certify.model import torch_module
+
+    module = torch_module(config, weights).eval()
+    v, k = config.d_vocab, config.n_ctx
+    rest = torch.tensor(list(itertools.product(range(v), repeat=k - 1)), dtype=torch.long)
+    correct = 0
+    with torch.no_grad():
+        for q in range(v):
+            tokens = torch.cat([rest, torch.full((len(rest), 1), q)], dim=1)
+            logits = module(tokens)
+            right = logits.gather(1, tokens.max(dim=1).values[:, None])
+            others = logits.scatter(1, tokens.max(dim=1).values[:, None], -torch.inf)
+            correct += int((right[:, 0] > others.max(dim=1).values).sum())
+    return correct
