@@ -1,15 +1,12 @@
-"""Sound arithmetic for the rules: exact rationals, balls, and outward-rounded float64.
-
-Three tools (design.md, "Sound arithmetic"):
+"""Sound arithmetic for the rules, three tools:
 
 1. Exact. Float32 weights are dyadic rationals; sums and products of them are exact in
    ``fmpq_mat`` (FLINT). All linear algebra on the weights happens here.
 2. Balls. ``arb`` encloses exp and sqrt; a ball's ``lower()``/``upper()`` bound the true value.
 3. Outward-rounded float64 intervals ``(lo, hi)`` of numpy arrays. IEEE-754 + − × ÷ are correctly
    rounded (round-to-nearest, checked by ``selftest``), so the exact result of an operation on
-   floats lies within one ulp of the computed one; ``np.nextafter`` by one ulp in each direction
-   therefore encloses it. Enclosures propagate: if x ∈ [xl, xh] and y ∈ [yl, yh] then x + y ∈
-   [down(xl + yl), up(xh + yh)].
+   floats lies within one ulp of the computed one and ``np.nextafter`` one ulp outward encloses
+   it: x ∈ [xl, xh] and y ∈ [yl, yh] give x + y ∈ [down(xl + yl), up(xh + yh)].
 """
 
 from __future__ import annotations
@@ -84,13 +81,9 @@ def counted(x):
 # --- balls -----------------------------------------------------------------------------------
 
 
-def ball(x: flint.fmpq | Fraction | int) -> flint.arb:
+def ball(x: flint.fmpq | int) -> flint.arb:
     """An exact ball for a rational (arb holds dyadics; a non-dyadic gets a tiny radius)."""
-    if isinstance(x, int):
-        return flint.arb(x)
-    return flint.arb(int(x.p) if isinstance(x, flint.fmpq) else x.numerator) / (
-        int(x.q) if isinstance(x, flint.fmpq) else x.denominator
-    )
+    return flint.arb(x) if isinstance(x, int) else flint.arb(int(x.p)) / int(x.q)
 
 
 def ball_bounds(b: flint.arb) -> tuple[float, float]:
@@ -203,10 +196,8 @@ def exp_sum_sign(terms: dict[flint.fmpq, flint.fmpq], d_head: int, max_prec: int
     while prec <= max_prec:
         with flint.ctx.workprec(prec):
             s = flint.arb(d_head).sqrt()
-            total = sum(
-                (flint.arb(d) * (flint.arb(sg - top) / s).exp() for sg, d in live.items()),
-                flint.arb(0),
-            )
+            parts = (flint.arb(d) * (flint.arb(sg - top) / s).exp() for sg, d in live.items())
+            total = sum(parts, flint.arb(0))
             if total > 0:
                 return 1
             if total < 0:
