@@ -18,8 +18,6 @@ from typing import Any
 import flint
 import numpy as np
 
-INF = np.inf
-
 # --- exact -----------------------------------------------------------------------------------
 
 
@@ -49,12 +47,10 @@ def enclose_matrix(m: flint.fmpq_mat) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Counted(np.ndarray):
-    """An array that counts the FLOPs done on it, per operation, in ``Counted.flops``: an
-    elementwise ufunc (arithmetic, comparison, min/max) counts one per result element, a
-    reduction over n values n - 1 per result, an accumulate one per element. ``np.nextafter``
-    is the outward rounding of the operation before it, which was already counted. Results stay
-    Counted (selections like np.where included), so a rule wraps its float inputs once and
-    adds the difference of ``Counted.flops`` to its Work."""
+    """An array that counts the FLOPs done on it in ``Counted.flops``: one per result element of
+    an elementwise ufunc, n - 1 per result of a reduction over n values, one per element of an
+    accumulate; ``np.nextafter`` (the outward rounding of the operation before it) is free.
+    Results stay Counted (np.where included): a rule wraps its float inputs once."""
 
     flops = 0
 
@@ -89,7 +85,7 @@ def ball(x: flint.fmpq | int) -> flint.arb:
 def ball_bounds(b: flint.arb) -> tuple[float, float]:
     """Floats lo <= b <= hi for every point of the ball (outward from arb's endpoints)."""
     lo, hi = float(b.lower()), float(b.upper())
-    return float(np.nextafter(lo, -INF)), float(np.nextafter(hi, INF))
+    return float(np.nextafter(lo, -np.inf)), float(np.nextafter(hi, np.inf))
 
 
 def upper_floats(balls: list[flint.arb]) -> np.ndarray:
@@ -116,7 +112,7 @@ def exp_enclosure(values: list, shifts: list, per_row: int, inv_s: flint.arb, wo
 
 
 def down(x: np.ndarray | float) -> np.ndarray:
-    return np.nextafter(x, -INF)
+    return np.nextafter(x, -np.inf)
 
 
 def down0(x: np.ndarray | float) -> np.ndarray:
@@ -126,7 +122,7 @@ def down0(x: np.ndarray | float) -> np.ndarray:
 
 
 def up(x: np.ndarray | float) -> np.ndarray:
-    return np.nextafter(x, INF)
+    return np.nextafter(x, np.inf)
 
 
 def prefix_sums(x: np.ndarray, rnd: Callable) -> np.ndarray:
@@ -161,7 +157,7 @@ def gamma(n: int) -> Fraction:
 def float_above(x: Fraction) -> float:
     """The smallest float64 >= x, for |x| <= max float (nearest, then one step up if below)."""
     f = x.numerator / x.denominator
-    return f if Fraction(f) >= x else float(np.nextafter(f, INF))
+    return f if Fraction(f) >= x else float(np.nextafter(f, np.inf))
 
 
 def arb_float(b: flint.arb) -> float:

@@ -1,8 +1,5 @@
-"""Exact circuit matrices from the certificate's float32 weights (defined in docs/format.md).
-
-Every entry is an exact rational (``fmpq_mat``); nothing is rounded. Each function computes
-one matrix only, so a rule pays (and counts FLOPs) for exactly the circuits it uses: the
-sub-cubic rules never form EQKE unless their variant says so.
+"""Exact circuit matrices (``fmpq_mat``, nothing rounded) from the certificate's float32 weights
+(docs/format.md), each formed only when a rule asks for it: the sub-cubic rule never forms EQKE.
 
     EQKE = (E_q Q + b_Q)(E K + b_K)^T      [v, v]   (no 1/sqrt(d_head): applied at the softmax)
     EQKP = (E_q Q + b_Q)(P K)^T            [v, k]

@@ -187,9 +187,8 @@ def validate(value: Any, schema: dict[str, Any], where: str = "") -> None:
         for i, item in enumerate(value):
             validate(item, schema.get("items", {}), f"{name}[{i}]")
     if isinstance(value, dict):
-        for key in schema.get("required", ()):
-            if key not in value:
-                raise FormatError(f"{where + '.' if where else ''}{key}: missing")
+        if missing := [key for key in schema.get("required", ()) if key not in value]:
+            raise FormatError(f"{where + '.' if where else ''}{missing[0]}: missing")
         props, extra = schema.get("properties", {}), schema.get("additionalProperties", {})
         for key, item in value.items():
             if key not in props and extra is False:

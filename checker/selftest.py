@@ -51,8 +51,7 @@ def arithmetic_problem() -> str | None:
 
 
 def run() -> int:
-    problem = environment_problem() or arithmetic_problem()
-    if problem:
+    if problem := environment_problem() or arithmetic_problem():
         print(f"selftest: FAILED: {problem}")
         return 1
     print("selftest: OK (binary64, round-to-nearest, subnormals; exact arithmetic checks)")

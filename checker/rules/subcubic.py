@@ -1,18 +1,14 @@
-"""Sub-cubic rule: 144 variants = 6 EU × 2 attention × 12 ε options (docs/strategies.md): the
-paper's 100 and those using one of three options beyond it, ``norm_recursive``/``norm_subproduct``
-(per-entry Cauchy–Schwarz bounds |Err[q,t]| ≤ δ[q,t], scores boxed entrywise) and
-``peel_query+norm`` (rank-r EU peel, residual by row norms).
+"""Sub-cubic rule: 144 variants = 6 EU × 2 attention × 12 ε options, the paper's 100 and those
+using ``norm_recursive``/``norm_subproduct`` (per-entry bounds |Err[q,t]| ≤ δ[q,t]) or
+``peel_query+norm`` (rank-r EU peel); the proofs are in docs/strategies.md, "Sub-cubic".
 
 Cases (q, m, c) with gap g = gaps[q, m, c]: query q ≤ m, max m, c non-max tokens (the query
 counted when q < m), all non-max tokens ≤ m - g. A case the certificate claims (lemmas.proved)
-is accepted iff the sound upper bound on max_{x≠m} logit[x] - logit[m] is certainly < 0.
-
-1. EQKE = approx + Err: approx exact from the peel witnesses (``peel``), ε[q] ≥ the row range
-   of Err exact (or in arb for svd) and checked ≤ lemmas.eps (``attention_error``).
-2. Attention to the max copies lies in [α_lo, α_hi] (exp in arb, the rest outward-rounded).
-3. The bound is convex in that attention, so both ends are evaluated (``logit_bound``).
-4. The count is exact: C(k-1, c') (m - g + 1)^c' inputs per accepted case.
-Only the claimed cases are evaluated. Float FLOPs are counted per operation (arith.Counted).
+is accepted iff the sound upper bound on max_{x≠m} logit[x] - logit[m] is certainly < 0:
+EQKE = approx + Err (``attention_error``: approx exact, ε[q] ≥ row range of Err exact or in arb),
+attention to the max copies in [α_lo, α_hi] (``attention_bracket``: exp in arb, the rest
+outward-rounded), the bound convex in it, so both ends evaluated (``logit_bound``), and an exact
+count (``count``). Float FLOPs are counted per operation (arith.Counted).
 """
 
 from __future__ import annotations
@@ -51,36 +47,32 @@ def check(cert: Certificate, work: Work) -> RuleResult:
     """The rule; float FLOPs are counted per operation by ``Counted`` and added at the end."""
     start = arith.Counted.flops
     try:
-        return check_counted(cert, work)
+        eu, att, eps_option = options(cert)
+        v, k = cert.config.d_vocab, cert.config.n_ctx
+        w = Weights(cert, work)
+        wit, lem = cert.witnesses, cert.lemmas
+        approx, eps, delta = attention_error(w, eps_option, wit, work)
+        claimed_eps = decode_field(lem, "eps", "lemmas.", (v,), "float64")
+        for q in range(v):
+            if not eps[q] <= flint.fmpq(*float(claimed_eps[q]).as_integer_ratio()):
+                return RuleResult(0, f"lemmas.eps[{q}]: the row-{q} EQKE error range exceeds it")
+        gaps = decode_field(wit, "gaps", "witnesses.", (v, v, k), "int64")
+        proved = decode_field(lem, "proved", "lemmas.", (v, v, k), "int64", top=1)
+        abar = np.zeros((v, k))
+        if att == "mean_query+diff":
+            abar = decode_field(wit, "attention_mean", "witnesses.", (v, k), "float64")
+        cases = np.nonzero(proved == 1)  # only the claimed cases need checking
+        a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, cases, work, delta)
+        bound = logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work)
+        bad = np.flatnonzero(~valid_cases(v, k, gaps)[cases] | ~(bound < 0))
+        if len(bad):
+            q, m, c = (int(x[bad[0]]) for x in cases)
+            return RuleResult(0, f"lemmas.proved[{q},{m},{c}]: case not proved (bound not < 0)")
+        dims = unexplained_dims(eu, eps_option, v, cert.config.d_model)
+        report = {"unexplained_dims": dims, "variant": f"subcubic:{eu}/{att}/{eps_option}"}
+        return RuleResult(count(v, k, gaps, proved == 1), report=report)
     finally:
         work.add(arith.Counted.flops - start)
-
-
-def check_counted(cert: Certificate, work: Work) -> RuleResult:
-    eu, att, eps_option = options(cert)
-    v, k = cert.config.d_vocab, cert.config.n_ctx
-    w = Weights(cert, work)
-    wit, lem = cert.witnesses, cert.lemmas
-    approx, eps, delta = attention_error(w, eps_option, wit, work)
-    claimed_eps = decode_field(lem, "eps", "lemmas.", (v,), "float64")
-    for q in range(v):
-        if not eps[q] <= flint.fmpq(*float(claimed_eps[q]).as_integer_ratio()):
-            return RuleResult(0, f"lemmas.eps[{q}]: the row-{q} EQKE error range exceeds it")
-    gaps = decode_field(wit, "gaps", "witnesses.", (v, v, k), "int64")
-    proved = decode_field(lem, "proved", "lemmas.", (v, v, k), "int64", top=1)
-    abar = np.zeros((v, k))
-    if att == "mean_query+diff":
-        abar = decode_field(wit, "attention_mean", "witnesses.", (v, k), "float64")
-    cases = np.nonzero(proved == 1)  # only the claimed cases need checking
-    a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, cases, work, delta)
-    bound = logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work)
-    bad = np.flatnonzero(~valid_cases(v, k, gaps)[cases] | ~(bound < 0))
-    if len(bad):
-        q, m, c = (int(x[bad[0]]) for x in cases)
-        return RuleResult(0, f"lemmas.proved[{q},{m},{c}]: case not proved (bound not < 0)")
-    dims = unexplained_dims(eu, eps_option, v, cert.config.d_model)
-    report = {"unexplained_dims": dims, "variant": f"subcubic:{eu}/{att}/{eps_option}"}
-    return RuleResult(count(v, k, gaps, proved == 1), report=report)
 
 
 def options(cert: Certificate) -> tuple[str, str, str]:
@@ -349,7 +341,6 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
     mu_lo, mu_hi = enclose_matrix(w.mul(centre, w.U))
     spread = row_ranges(w.U)
     resid = w.Eq - broadcast_row(centre, v)
-    low = np.zeros((v, v))
     if eu.startswith("peel"):
         rank = max(1, min(MAX_EU_RANK, d // 2))
         x, yt = low_rank(wit.get("eu_peel"), "witnesses.eu_peel", d, d, rank)
