@@ -1,11 +1,9 @@
-"""Strict parsing of certificates (docs/format.md): bytes -> a typed ``Certificate`` or one error.
-
-Every failure raises ``FormatError`` with a one-line message naming the field; the CLI prints it
-and exits 2. Nothing here trusts the certificate: the size is limited before decoding, nesting
-is bounded, JSON constants (NaN, Infinity), float literals and duplicate keys are refused, the
-document is validated against ``schema.json`` (by ``validate``, a small validator for the subset
-of JSON Schema that file uses), numbers are decoded exactly, weights are checked for shape and
-finiteness, and the model hash is recomputed from the weights.
+"""Strict parsing of certificates (docs/format.md): bytes -> a typed ``Certificate``, or a
+``FormatError`` whose one-line message names the field (the CLI prints it and exits 2). Nothing
+here trusts the certificate: the size is limited before decoding, nesting is bounded, JSON
+constants (NaN, Infinity), float literals and duplicate keys are refused, the document is
+validated against ``schema.json`` (by ``validate``, for the subset of JSON Schema that file uses),
+numbers are decoded exactly, weights checked for shape and finiteness, the model hash recomputed.
 """
 
 from __future__ import annotations
