@@ -1,15 +1,12 @@
-"""Sound arithmetic for the rules: exact rationals, balls, and outward-rounded float64.
-
-Three tools (design.md, "Sound arithmetic"):
+"""Sound arithmetic for the rules, three tools:
 
 1. Exact. Float32 weights are dyadic rationals; sums and products of them are exact in
    ``fmpq_mat`` (FLINT). All linear algebra on the weights happens here.
 2. Balls. ``arb`` encloses exp and sqrt; a ball's ``lower()``/``upper()`` bound the true value.
 3. Outward-rounded float64 intervals ``(lo, hi)`` of numpy arrays. IEEE-754 + − × ÷ are correctly
    rounded (round-to-nearest, checked by ``selftest``), so the exact result of an operation on
-   floats lies within one ulp of the computed one; ``np.nextafter`` by one ulp in each direction
-   therefore encloses it. Enclosures propagate: if x ∈ [xl, xh] and y ∈ [yl, yh] then x + y ∈
-   [down(xl + yl), up(xh + yh)].
+   floats lies within one ulp of the computed one and ``np.nextafter`` one ulp outward encloses
+   it: x ∈ [xl, xh] and y ∈ [yl, yh] give x + y ∈ [down(xl + yl), up(xh + yh)].
 """
 
 from __future__ import annotations
@@ -20,8 +17,6 @@ from typing import Any
 
 import flint
 import numpy as np
-
-INF = np.inf
 
 # --- exact -----------------------------------------------------------------------------------
 
@@ -52,12 +47,10 @@ def enclose_matrix(m: flint.fmpq_mat) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Counted(np.ndarray):
-    """An array that counts the FLOPs done on it, per operation, in ``Counted.flops``: an
-    elementwise ufunc (arithmetic, comparison, min/max) counts one per result element, a
-    reduction over n values n - 1 per result, an accumulate one per element. ``np.nextafter``
-    is the outward rounding of the operation before it, which was already counted. Results stay
-    Counted (selections like np.where included), so a rule wraps its float inputs once and
-    adds the difference of ``Counted.flops`` to its Work."""
+    """An array that counts the FLOPs done on it in ``Counted.flops``: one per result element of
+    an elementwise ufunc, n - 1 per result of a reduction over n values, one per element of an
+    accumulate; ``np.nextafter`` (the outward rounding of the operation before it) is free.
+    Results stay Counted (np.where included): a rule wraps its float inputs once."""
 
     flops = 0
 
@@ -84,19 +77,15 @@ def counted(x):
 # --- balls -----------------------------------------------------------------------------------
 
 
-def ball(x: flint.fmpq | Fraction | int) -> flint.arb:
+def ball(x: flint.fmpq | int) -> flint.arb:
     """An exact ball for a rational (arb holds dyadics; a non-dyadic gets a tiny radius)."""
-    if isinstance(x, int):
-        return flint.arb(x)
-    return flint.arb(int(x.p) if isinstance(x, flint.fmpq) else x.numerator) / (
-        int(x.q) if isinstance(x, flint.fmpq) else x.denominator
-    )
+    return flint.arb(x) if isinstance(x, int) else flint.arb(int(x.p)) / int(x.q)
 
 
 def ball_bounds(b: flint.arb) -> tuple[float, float]:
     """Floats lo <= b <= hi for every point of the ball (outward from arb's endpoints)."""
     lo, hi = float(b.lower()), float(b.upper())
-    return float(np.nextafter(lo, -INF)), float(np.nextafter(hi, INF))
+    return float(np.nextafter(lo, -np.inf)), float(np.nextafter(hi, np.inf))
 
 
 def upper_floats(balls: list[flint.arb]) -> np.ndarray:
@@ -123,7 +112,7 @@ def exp_enclosure(values: list, shifts: list, per_row: int, inv_s: flint.arb, wo
 
 
 def down(x: np.ndarray | float) -> np.ndarray:
-    return np.nextafter(x, -INF)
+    return np.nextafter(x, -np.inf)
 
 
 def down0(x: np.ndarray | float) -> np.ndarray:
@@ -133,7 +122,7 @@ def down0(x: np.ndarray | float) -> np.ndarray:
 
 
 def up(x: np.ndarray | float) -> np.ndarray:
-    return np.nextafter(x, INF)
+    return np.nextafter(x, np.inf)
 
 
 def prefix_sums(x: np.ndarray, rnd: Callable) -> np.ndarray:
@@ -168,7 +157,7 @@ def gamma(n: int) -> Fraction:
 def float_above(x: Fraction) -> float:
     """The smallest float64 >= x, for |x| <= max float (nearest, then one step up if below)."""
     f = x.numerator / x.denominator
-    return f if Fraction(f) >= x else float(np.nextafter(f, INF))
+    return f if Fraction(f) >= x else float(np.nextafter(f, np.inf))
 
 
 def arb_float(b: flint.arb) -> float:
@@ -203,10 +192,8 @@ def exp_sum_sign(terms: dict[flint.fmpq, flint.fmpq], d_head: int, max_prec: int
     while prec <= max_prec:
         with flint.ctx.workprec(prec):
             s = flint.arb(d_head).sqrt()
-            total = sum(
-                (flint.arb(d) * (flint.arb(sg - top) / s).exp() for sg, d in live.items()),
-                flint.arb(0),
-            )
+            parts = (flint.arb(d) * (flint.arb(sg - top) / s).exp() for sg, d in live.items())
+            total = sum(parts, flint.arb(0))
             if total > 0:
                 return 1
             if total < 0:

@@ -1,8 +1,5 @@
-"""Exact circuit matrices from the certificate's float32 weights (defined in docs/format.md).
-
-Every entry is an exact rational (``fmpq_mat``); nothing is rounded. Each function computes
-one matrix only, so a rule pays (and counts FLOPs) for exactly the circuits it uses: the
-sub-cubic rules never form EQKE unless their variant says so.
+"""Exact circuit matrices (``fmpq_mat``, nothing rounded) from the certificate's float32 weights
+(docs/format.md), each formed only when a rule asks for it: the sub-cubic rule never forms EQKE.
 
     EQKE = (E_q Q + b_Q)(E K + b_K)^T      [v, v]   (no 1/sqrt(d_head): applied at the softmax)
     EQKP = (E_q Q + b_Q)(P K)^T            [v, k]
@@ -30,14 +27,12 @@ class Weights:
     def __init__(self, cert: Certificate, work: Work):
         w = cert.weights
         self.work = work
-        self.E = exact_matrix(w["embed.W_E"])
-        self.P = exact_matrix(w["pos_embed.W_pos"])
+        self.E, self.P = exact_matrix(w["embed.W_E"]), exact_matrix(w["pos_embed.W_pos"])
         self.Q, self.K, self.V = (exact_matrix(w[f"blocks.0.attn.W_{n}"][0]) for n in "QKV")
         self.O = exact_matrix(w["blocks.0.attn.W_O"][0])
         self.bQ, self.bK, self.bV = (exact_matrix(w[f"blocks.0.attn.b_{n}"][0]) for n in "QKV")
         self.bO = exact_matrix(w["blocks.0.attn.b_O"])
-        self.U = exact_matrix(w["unembed.W_U"])
-        self.bU = exact_matrix(w["unembed.b_U"])
+        self.U, self.bU = exact_matrix(w["unembed.W_U"]), exact_matrix(w["unembed.b_U"])
         last = exact_matrix(w["pos_embed.W_pos"][-1])  # the query position's row of P
         self.Eq = self.E + broadcast_row(last, self.E.nrows())
         work.add(self.E.nrows() * self.E.ncols())

@@ -1,9 +1,7 @@
 """What the checker does and may do: FLOPs counted as it works, its limits (time, memory, each
-rule's cost estimated before it allocates anything), progress on stderr.
-
-FLOP rules (docs/strategies.md): an elementwise op on n values = n; a matrix product (m×n)(n×p) =
-m·p·(2n−1); a reduction over n values = n−1 per output. Each exact or ball operation counts as
-one FLOP, like a float one: the count measures the proof's length, not the machine's effort.
+rule's cost estimated before it allocates anything), progress on stderr. FLOPs (docs/strategies.md):
+n for an elementwise op on n values, m·p·(2n−1) for a product (m×n)(n×p), n−1 per output of a
+reduction over n values; an exact or ball operation counts one, like a float one.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""Strict parsing of certificates (docs/format.md): bytes -> a typed ``Certificate`` or one error.
-
-Every failure raises ``FormatError`` with a one-line message naming the field; the CLI prints it
-and exits 2. Nothing here trusts the certificate: the size is limited before decoding, nesting
-is bounded, JSON constants (NaN, Infinity), float literals and duplicate keys are refused, the
-document is validated against ``schema.json`` (by ``validate``, a small validator for the subset
-of JSON Schema that file uses), numbers are decoded exactly, weights are checked for shape and
-finiteness, and the model hash is recomputed from the weights.
+"""Strict parsing of certificates (docs/format.md): bytes -> a typed ``Certificate``, or a
+``FormatError`` whose one-line message names the field (the CLI prints it and exits 2). Nothing
+here trusts the certificate: the size is limited before decoding, nesting is bounded, JSON
+constants (NaN, Infinity), float literals and duplicate keys are refused, the document is
+validated against ``schema.json`` (by ``validate``, for the subset of JSON Schema that file uses),
+numbers are decoded exactly, weights checked for shape and finiteness, the model hash recomputed.
 """
 
 from __future__ import annotations
@@ -27,13 +25,9 @@ DEFAULT_MAX_BYTES = 256 * 2**20
 MAX_DEPTH = 32
 MAX_VALUES = 100_000  # JSON values in a certificate (arrays are base64 strings: one value each)
 MAX_NUMBER_CHARS = 4096
-WEIGHT_KEYS = (
-    "embed.W_E",
-    "pos_embed.W_pos",
-    *(f"blocks.0.attn.{w}" for w in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")),
-    "unembed.W_U",
-    "unembed.b_U",
-)
+_ATTENTION = ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O")
+WEIGHT_KEYS = ("embed.W_E", "pos_embed.W_pos", *(f"blocks.0.attn.{w}" for w in _ATTENTION),
+               "unembed.W_U", "unembed.b_U")  # fmt: skip
 SCHEMA: dict[str, Any] = json.loads((Path(__file__).parent / "schema.json").read_text())
 _DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8"}
 _INTEGER = re.compile(r"(0|[1-9][0-9]*)")
@@ -86,10 +80,8 @@ def parse(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Certificate:
     doc = load_json(data)
     version = doc.get("format_version", FORMAT_VERSION) if isinstance(doc, dict) else None
     if version is not None and not _same(version, FORMAT_VERSION):
-        raise FormatError(
-            f"format_version: unsupported version {repr(version)[:40]}; "
-            f"this checker reads version {FORMAT_VERSION}"
-        )
+        reads = f"this checker reads version {FORMAT_VERSION}"
+        raise FormatError(f"format_version: unsupported version {version!r:.40}; {reads}")
     validate(doc, SCHEMA)
     model, claim = doc["model"], doc["claim"]
     config = Config(*(model[k] for k in ("n_ctx", "d_vocab", "d_model", "d_head")))
@@ -209,9 +201,8 @@ def validate(value: Any, schema: dict[str, Any], where: str = "") -> None:
         for i, item in enumerate(value):
             validate(item, schema.get("items", {}), f"{name}[{i}]")
     if isinstance(value, dict):
-        for key in schema.get("required", ()):
-            if key not in value:
-                raise FormatError(f"{where + '.' if where else ''}{key}: missing")
+        if missing := [key for key in schema.get("required", ()) if key not in value]:
+            raise FormatError(f"{where + '.' if where else ''}{missing[0]}: missing")
         props, extra = schema.get("properties", {}), schema.get("additionalProperties", {})
         for key, item in value.items():
             if key not in props and extra is False:

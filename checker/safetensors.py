@@ -1,9 +1,7 @@
-"""Read model weights from a .safetensors file: 8-byte header length, JSON header, raw bytes.
-
-Safetensors holds no code (never a .pt file: a pickle). The header is parsed as strictly as a
-certificate; the file must hold the model's twelve float32 tensors and nothing else but
-TransformerLens's two harmless attention buffers (docs/format.md, "--model"): another tensor
-means another model.
+"""Model weights from a .safetensors file (8-byte header length, JSON header, raw bytes): no code,
+unlike a .pt pickle. The header is parsed as strictly as a certificate; the file holds the model's
+twelve float32 tensors and nothing else but TransformerLens's two harmless attention buffers
+(docs/format.md, "--model"): another tensor means another model.
 """
 
 from __future__ import annotations
@@ -37,13 +35,13 @@ def read_weights(
                                   f"or 1 MiB ({hint})")  # fmt: skip
             header = load_json(f.read(n), f"{name}: header")
             validate(header, {"type": "object"}, f"{name}: header")
+            header.pop("__metadata__", None)  # free-form strings, not part of the model
             for key, meta in header.items():
-                if key != "__metadata__":  # free-form strings, not part of the model
-                    validate(meta, _ENTRY, f"{name}: tensor {key[:60]!r}")
+                validate(meta, _ENTRY, f"{name}: tensor {key[:60]!r}")
             config = config or _config(name, header)
             k = config.n_ctx
             shapes = {**config.shapes(), MASK: (k, k), IGNORE: ()}
-            if other := [key for key in header if key not in (*shapes, "__metadata__")]:
+            if other := [key for key in header if key not in shapes]:
                 raise FormatError(f"{name}: tensor {other[0][:60]!r} is not part of a one-layer "
                                   "model")  # fmt: skip
             if path.stat().st_size > 8 + n + 4 * sum(math.prod(s) for s in shapes.values()):
@@ -53,8 +51,6 @@ def read_weights(
         raise FormatError(f"{name}: cannot read ({e.strerror})") from None
     weights = {}
     for key, meta in header.items():
-        if key == "__metadata__":
-            continue
         dtype, kind, width = ("BOOL", "u1", 1) if key == MASK else ("F32", "<f4", 4)
         if meta["dtype"] != dtype or tuple(meta["shape"]) != shapes[key]:
             raise FormatError(f"{name}: tensor {key!r} is not {dtype} of shape {shapes[key]}")

@@ -13,8 +13,7 @@ import numpy as np
 
 def environment_problem() -> str | None:
     """None if the float environment is sound for the rules, else a one-line reason."""
-    one = np.float64(1.0)
-    eps = np.float64(2.0**-53)
+    one, eps = np.float64(1.0), np.float64(2.0**-53)
     if one + eps != one or one + np.float64(3 * 2.0**-54) == one:
         return "float64 addition is not round-to-nearest-even"
     if -one - eps != -one:
@@ -51,8 +50,7 @@ def arithmetic_problem() -> str | None:
 
 
 def run() -> int:
-    problem = environment_problem() or arithmetic_problem()
-    if problem:
+    if problem := environment_problem() or arithmetic_problem():
         print(f"selftest: FAILED: {problem}")
         return 1
     print("selftest: OK (binary64, round-to-nearest, subnormals; exact arithmetic checks)")

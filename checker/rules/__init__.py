@@ -1,9 +1,7 @@
-"""One rule per strategy, each behind the same interface.
-
-``check(cert, work[, inputs]) -> RuleResult``: re-derive every claimed bound from the weights and
-witnesses, soundly; return the number of inputs (in the shard ``inputs``: checker/shard.py) proved.
-A rule returns ``failed`` (one line naming the first claim that does not hold) instead of
-raising; ``FormatError`` is for malformed witnesses/lemmas (exit 2).
+"""One rule per strategy, each ``check(cert, work[, inputs]) -> RuleResult``: re-derive every
+claimed bound from the weights and witnesses, soundly, and return the number of inputs (in the
+shard ``inputs``: checker/shard.py) proved, or ``failed`` (one line naming the first claim that
+does not hold) instead of raising; ``FormatError`` is for malformed witnesses/lemmas (exit 2).
 """
 
 from __future__ import annotations

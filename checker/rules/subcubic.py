@@ -1,21 +1,14 @@
-"""Sub-cubic rule: 144 variants = 6 EU × 2 attention × 12 ε options (docs/strategies.md): the
-paper's 100 and those using one of three options beyond it, ``norm_recursive``/``norm_subproduct``
-(per-entry Cauchy–Schwarz bounds |Err[q,t]| ≤ δ[q,t], scores boxed entrywise) and
-``peel_query+norm`` (rank-r EU peel, residual by row norms).
+"""Sub-cubic rule: 144 variants = 6 EU × 2 attention × 12 ε options, the paper's 100 and those
+using ``norm_recursive``/``norm_subproduct`` (per-entry bounds |Err[q,t]| ≤ δ[q,t]) or
+``peel_query+norm`` (rank-r EU peel); the proofs are in docs/strategies.md, "Sub-cubic".
 
 Cases (q, m, c) with gap g = gaps[q, m, c]: query q ≤ m, max m, c non-max tokens (the query
 counted when q < m), all non-max tokens ≤ m - g. A case the certificate claims (lemmas.proved)
-is accepted iff the sound upper bound on max_{x≠m} logit[x] - logit[m] is certainly < 0.
-
-1. EQKE = Π F_i exactly (quad chain [E_q 1]·[Q; b_Q]·[K; b_K]^T·[E 1]^T, or its pair grouping).
-   Witness peels give F_i⊥ = F_i - X_i Y_i^T; telescoping makes EQKE - Π F_i⊥ a sum of cheap
-   exact rank-r terms (the approximation). ε[q] bounds the row range of Π F_i⊥ (never formed
-   except in max_diff_exact), computed exactly (or in arb for svd) and checked ≤ lemmas.eps.
-2. Attention to the max copies lies in [α_lo, α_hi] (exp in arb, the rest outward-rounded).
-3. The bound is convex in that attention, so both ends are evaluated; mean+diff uses the
-   sign-aware correction max((a - ā) R_max, (a - ā) R_min).
-4. The count is exact: C(k-1, c') (m - g + 1)^c' inputs per accepted case.
-Only the claimed cases are evaluated. Float FLOPs are counted per operation (arith.Counted).
+is accepted iff the sound upper bound on max_{x≠m} logit[x] - logit[m] is certainly < 0:
+EQKE = approx + Err (``attention_error``: approx exact, ε[q] ≥ row range of Err exact or in arb),
+attention to the max copies in [α_lo, α_hi] (``attention_bracket``: exp in arb, the rest
+outward-rounded), the bound convex in it, so both ends evaluated (``logit_bound``), and an exact
+count (``count``). Float FLOPs are counted per operation (arith.Counted).
 """
 
 from __future__ import annotations
@@ -26,35 +19,15 @@ from math import comb
 import flint
 import numpy as np
 
-from checker import float32
-from checker.arith import (
-    Counted,
-    ball,
-    ball_bounds,
-    counted,
-    down,
-    down0,
-    enclose_matrix,
-    exact_matrix,
-    exp_enclosure,
-    nearest_float,
-    prefix_sums,
-    up,
-    upper_floats,
-)
+from checker import arith, float32
+from checker.arith import ball, down, down0, enclose_matrix, exact_matrix, exp_enclosure, up
 from checker.circuits import Weights, broadcast_row
 from checker.cost import ESTIMATES, Cost, Work, rule_cost
 from checker.format import SCHEMA, Certificate, Config, FormatError, decode_field, validate
 from checker.rules import RuleResult
 
-EU_OPTIONS = (
-    "mean_query+max_diff",
-    "svd_query+max_diff",
-    "max_diff",
-    "max_diff_exact",
-    "global_max_diff_exact",
-    "peel_query+norm",
-)
+EU_OPTIONS = ("mean_query+max_diff", "svd_query+max_diff", "max_diff", "max_diff_exact",
+              "global_max_diff_exact", "peel_query+norm")  # fmt: skip
 ATTENTION_OPTIONS = ("mean_query+diff", "drop_average_query_per_output_logit_reasoning")
 EPS_CHAIN = {
     "svd": "pair", "max_diff": "pair", "mean+max_diff": "pair",
@@ -72,40 +45,36 @@ Mat = flint.fmpq_mat
 
 def check(cert: Certificate, work: Work) -> RuleResult:
     """The rule; float FLOPs are counted per operation by ``Counted`` and added at the end."""
-    start = Counted.flops
+    start = arith.Counted.flops
     try:
-        return check_counted(cert, work)
+        eu, att, eps_option = options(cert)
+        v, k = cert.config.d_vocab, cert.config.n_ctx
+        w = Weights(cert, work)
+        wit, lem = cert.witnesses, cert.lemmas
+        approx, eps, delta = attention_error(w, eps_option, wit, work)
+        claimed_eps = decode_field(lem, "eps", "lemmas.", (v,), "float64")
+        for q in range(v):
+            if not eps[q] <= flint.fmpq(*float(claimed_eps[q]).as_integer_ratio()):
+                return RuleResult(0, f"lemmas.eps[{q}]: the row-{q} EQKE error range exceeds it")
+        gaps = decode_field(wit, "gaps", "witnesses.", (v, v, k), "int64")
+        proved = decode_field(lem, "proved", "lemmas.", (v, v, k), "int64", top=1)
+        abar = np.zeros((v, k))
+        if att == "mean_query+diff":
+            abar = decode_field(wit, "attention_mean", "witnesses.", (v, k), "float64")
+        cases = np.nonzero(proved == 1)  # only the claimed cases need checking
+        a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, cases, work, delta)
+        bound = logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work)
+        if (allow := float32.allowance(cert, w)) is not None:  # + D'[q, m] + max_x D'[q, x]
+            bound = up(bound + up(allow[cases[0], cases[1]] + allow.max(axis=1)[cases[0]]))
+        bad = np.flatnonzero(~valid_cases(v, k, gaps)[cases] | ~(bound < 0))
+        if len(bad):
+            q, m, c = (int(x[bad[0]]) for x in cases)
+            return RuleResult(0, f"lemmas.proved[{q},{m},{c}]: case not proved (bound not < 0)")
+        dims = unexplained_dims(eu, eps_option, v, cert.config.d_model)
+        report = {"unexplained_dims": dims, "variant": f"subcubic:{eu}/{att}/{eps_option}"}
+        return RuleResult(count(v, k, gaps, proved == 1), report=report)
     finally:
-        work.add(Counted.flops - start)
-
-
-def check_counted(cert: Certificate, work: Work) -> RuleResult:
-    eu, att, eps_option = options(cert)
-    v, k = cert.config.d_vocab, cert.config.n_ctx
-    w = Weights(cert, work)
-    wit, lem = cert.witnesses, cert.lemmas
-    approx, eps, delta = attention_error(w, eps_option, wit, work)
-    claimed_eps = decode_field(lem, "eps", "lemmas.", (v,), "float64")
-    for q in range(v):
-        if not eps[q] <= flint.fmpq(*float(claimed_eps[q]).as_integer_ratio()):
-            return RuleResult(0, f"lemmas.eps[{q}]: the row-{q} EQKE error range exceeds it")
-    gaps = decode_field(wit, "gaps", "witnesses.", (v, v, k), "int64")
-    proved = decode_field(lem, "proved", "lemmas.", (v, v, k), "int64", top=1)
-    abar = np.zeros((v, k))
-    if att == "mean_query+diff":
-        abar = decode_field(wit, "attention_mean", "witnesses.", (v, k), "float64")
-    cases = np.nonzero(proved == 1)  # only the claimed cases need checking
-    a_lo, a_hi = attention_bracket(w, approx, claimed_eps, gaps, cases, work, delta)
-    bound = logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work)
-    if (allow := float32.allowance(cert, w)) is not None:  # + D'[q, m] + max_x D'[q, x]
-        bound = up(bound + up(allow[cases[0], cases[1]] + allow.max(axis=1)[cases[0]]))
-    bad = np.flatnonzero(~valid_cases(v, k, gaps)[cases] | ~(bound < 0))
-    if len(bad):
-        q, m, c = (int(x[bad[0]]) for x in cases)
-        return RuleResult(0, f"lemmas.proved[{q},{m},{c}]: case not proved (bound not < 0)")
-    dims = unexplained_dims(eu, eps_option, v, cert.config.d_model)
-    report = {"unexplained_dims": dims, "variant": f"subcubic:{eu}/{att}/{eps_option}"}
-    return RuleResult(count(v, k, gaps, proved == 1), report=report)
+        work.add(arith.Counted.flops - start)
 
 
 def options(cert: Certificate) -> tuple[str, str, str]:
@@ -139,9 +108,8 @@ def low_rank(p: object, where: str, rows: int, cols: int, top: int = MAX_PEEL_RA
     if not isinstance(p, dict) or set(p) != {"x", "y"}:
         raise FormatError(f"{where}: expected exactly x, y")
     validate(p["x"], SCHEMA["$defs"]["array"], where + ".x")  # the rank, before decoding
-    r = tuple(p["x"]["shape"])[-1:]
-    r = r[0] if r and 1 <= r[0] <= top else 0
-    if r == 0:
+    r = p["x"]["shape"][-1] if p["x"]["shape"] else 0
+    if not 1 <= r <= top:
         raise FormatError(f"{where}.x: shape must be [rows, r] with 1 <= r <= {top}")
     x = exact_matrix(decode_field(p, "x", where + ".", (rows, r), "float64"))
     return x, exact_matrix(decode_field(p, "y", where + ".", (cols, r), "float64")).transpose()
@@ -171,14 +139,12 @@ def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
 
 
 def row_ranges(m: Mat) -> list:
-    e, c = m.entries(), m.ncols()
-    return [max(e[i * c : (i + 1) * c]) - min(e[i * c : (i + 1) * c]) for i in range(m.nrows())]
+    return [max(row) - min(row) for row in m.tolist()]
 
 
 def abs_dot(m: Mat, rho: list) -> list:
     """Σ_b |m[a,b]| rho[b] for each row a."""
-    e, c = m.entries(), m.ncols()
-    return [sum(abs(e[i * c + b]) * rho[b] for b in range(c)) for i in range(m.nrows())]
+    return [sum(abs(x) * r for x, r in zip(row, rho, strict=True)) for row in m.tolist()]
 
 
 def range_bound(w: Weights, factors: list[Mat], mean_levels: range) -> list:
@@ -232,15 +198,14 @@ def sigma_witnessed(w: Weights, g: Mat, claim: float) -> flint.arb:
 
 def row_norms(w: Weights, a: Mat) -> list:
     """Arb balls ⊇ the Euclidean norm of each row of a."""
-    e, c = a.entries(), a.ncols()
     w.work.add(2 * a.nrows() * a.ncols())
-    return [ball(sum(x * x for x in e[i * c : (i + 1) * c])).sqrt() for i in range(a.nrows())]
+    return [ball(sum(x * x for x in row)).sqrt() for row in a.tolist()]
 
 
 def spectral_eps(w: Weights, a: Mat, b: Mat) -> list:
     """ε[q] = √2 ‖A⊥[q,:]‖ σ̄(B⊥) ≥ max_ij |A⊥[q,:] B⊥ (e_i - e_j)| (Cauchy–Schwarz)."""
     sigma, root2 = sigma_bound(w, b), flint.arb(2).sqrt()
-    return [fmpq_at_least(ball_bounds(root2 * n * sigma)[1]) for n in row_norms(w, a)]
+    return [fmpq_at_least(arith.ball_bounds(root2 * n * sigma)[1]) for n in row_norms(w, a)]
 
 
 def fmpq_at_least(x: float) -> flint.fmpq:
@@ -263,7 +228,7 @@ def norm_delta(w: Weights, p: list[Mat], subproduct: bool, wit: dict) -> np.ndar
             raise FormatError("witnesses.sigma: must be a positive finite number")
         sigma = sigma_witnessed(w, g, sigma)
         rows = [x * sigma for x in row_norms(w, p[0])]
-    r, c = upper_floats(rows), upper_floats(cols)
+    r, c = arith.upper_floats(rows), arith.upper_floats(cols)
     return np.nan_to_num(up(r[:, None] * c[None, :]), nan=np.inf)  # inf · 0: no information
 
 
@@ -302,8 +267,8 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
     eqkp = w.mul(w.Eq, w.mul(w.Q, pk)) + broadcast_row(w.mul(w.bQ, pk), w.Eq.nrows())
     v, k, e = eqkp.nrows(), eqkp.ncols(), eqkp.entries()
     lo, hi = exp_enclosure(e, [e[i * k + k - 1] for i in range(v)], k, inv_s, work)
-    bot = prefix_sums(np.sort(lo[:, :-1], axis=1), down0)
-    top = prefix_sums(np.sort(hi[:, :-1], axis=1)[:, ::-1], up)
+    bot = arith.prefix_sums(np.sort(lo[:, :-1], axis=1), down0)
+    top = arith.prefix_sums(np.sort(hi[:, :-1], axis=1)[:, ::-1], up)
     odds_hi, odds_lo = np.full((v, k, 2), np.inf), np.zeros((v, k, 2))
     c = np.arange(k)
     odds_hi[:, :, 1] = up(top[:, c] / down0(lo[:, -1:] + bot[:, k - 1 - c]))
@@ -316,16 +281,14 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
 
 def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, delta=None):
     """α_lo ≤ α ≤ α_hi, α = total attention on copies of m, for every input of each case
-    (q, m, c) in ``cases`` (three index arrays).
+    (q, m, c) in ``cases`` (three index arrays); docs/strategies.md, Step 2.
 
     α = 1/(1 + N/M) with N/M = Σ_non e^{(EQKE[q,t]-EQKE[q,m])/s} e^{π/s} / Σ_max e^{π/s}, and for
     every non-max t ≤ m - g:  EQKE[q,t] - EQKE[q,m] ≤ max_{t'≤m-g} approx[q,t'] - approx[q,m] + ε[q]
-    (and ≥ the min version - ε[q]). exp is monotone, so the prefix max/min of e^{approx/s} bound
-    e^{max/s}, e^{min/s}. Rows are shifted by their max first (exact) to avoid overflow.
-    With per-entry bounds |Err[q,t]| ≤ δ[q,t] (norm options) the same holds with the scores
-    boxed entrywise, approx - δ ≤ EQKE ≤ approx + δ: the non-max tokens at their upper ends and
-    the max at its lower end give the least attention on the max (the box's worst vertex), the
-    reverse the most; then ε is not needed."""
+    (and ≥ the min version - ε[q]); exp is monotone, so prefix max/min of e^{approx/s} (rows
+    shifted by their exact max: no overflow) bound it. With per-entry bounds δ (norm options),
+    approx - δ ≤ EQKE ≤ approx + δ: the box's worst vertex (non-max tokens at their upper ends, the
+    max at its lower end) gives the least attention on the max, the reverse the most; no ε."""
     v = gaps.shape[1]
     inv_s = 1 / flint.arb(w.Q.ncols()).sqrt()
     e = approx.entries()
@@ -362,10 +325,10 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
 
     Centre e (mean / witness / 0): EU[q,x] - EU[q,m] = (eU)[x] - (eU)[m] + (E_q[q] - e)·(U[:,x]
     - U[:,m]) and |U[j,x] - U[j,m]| ≤ range_j(U). Exact options: μ = 0 and ΔEU from EU itself.
-    peel_query+norm: e = mean row and a witness P = X Y^T [d, d] of rank r ≤ min(16, d/2)
-    split C = E_q - e exactly as C P + R; ΔEU[q,m] = max_x L[q,x] - L[q,m] + min(Σ_j |R[q,j]|
-    range_j(U), ‖R[q]‖ (max_x ‖U[:,x] - u‖ + ‖U[:,m] - u‖)), L = (C X)(Y^T U) (inner dimension
-    r, O(r v²)), u the mean column of U (Cauchy–Schwarz and the triangle inequality)."""
+    peel_query+norm (docs/strategies.md): C = E_q - e = C P + R exactly with a witness P = X Y^T
+    of rank r ≤ min(16, d/2), L = (C X)(Y^T U) (O(r v²)), u the mean column of U; ΔEU[q,m] =
+    max_x L[q,x] - L[q,m] + min(Σ_j |R[q,j]| range_j(U), ‖R[q]‖ (max_x ‖U[:,x] - u‖ + ‖U[:,m] - u‖))
+    by Hölder, Cauchy–Schwarz and the triangle inequality."""
     v, d = w.Eq.nrows(), w.Eq.ncols()
     if eu.endswith("exact"):
         lo, hi = enclose_matrix(w.mul(w.Eq, w.U))
@@ -380,7 +343,6 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
     mu_lo, mu_hi = enclose_matrix(w.mul(centre, w.U))
     spread = row_ranges(w.U)
     resid = w.Eq - broadcast_row(centre, v)
-    low = np.zeros((v, v))
     if eu.startswith("peel"):
         rank = max(1, min(MAX_EU_RANK, d // 2))
         x, yt = low_rank(wit.get("eu_peel"), "witnesses.eu_peel", d, d, rank)
@@ -391,10 +353,9 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
         work.add(v * d)
         ut = w.U.transpose()
         un = row_norms(w, ut - broadcast_row(w.mul(Mat(1, v, [1] * v), ut) / v, v))
-        un, rn = upper_floats(un), upper_floats(row_norms(w, resid))
-    slack = abs_dot(resid, spread)
+        un, rn = arith.upper_floats(un), arith.upper_floats(row_norms(w, resid))
     work.add(4 * v * d)
-    delta = up(counted(np.array([nearest_float(x) for x in slack])))[:, None]
+    delta = enclose_matrix(Mat(v, 1, abs_dot(resid, spread)))[1]  # ≥ Σ_j |resid[q,j]| spread_j
     if eu.startswith("peel"):
         delta = up(low + np.minimum(delta, up(rn[:, None] * up(un.max() + un[None, :]))))
     return up(mu_hi - mu_lo[0][:, None]), np.broadcast_to(delta[:, :, None], (v, v, 1))
