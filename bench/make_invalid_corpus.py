@@ -250,6 +250,17 @@ def subcubic_corpus(weights: dict[str, np.ndarray]) -> list[Entry]:
     return entries
 
 
+def float32_doc(weights: dict[str, np.ndarray], strategy: str) -> dict[str, Any]:
+    """A float32-execution certificate (``certify emit --float32-execution``)."""
+    import dataclasses
+
+    from certify.float32 import allowance
+
+    config, weights = validate(weights)
+    c = dataclasses.replace(circuits(config, weights), allowance=allowance(config, weights))
+    return build(config, weights, prove(strategy, config, weights, c))
+
+
 def hybrid_doc(weights: dict[str, np.ndarray]) -> dict[str, Any]:
     config, weights = validate(weights)
     return build(config, weights, prove("hybrid", config, weights, circuits(config, weights)))
@@ -786,6 +797,9 @@ def main() -> None:
         (SMALL / f"{name}.hybrid.cert.json").write_bytes(dumps(hybrid_doc(weights)))
         for alias in ("best-lowrank", "best-quadratic"):  # the options beyond the paper
             (SMALL / f"{name}.{alias}.cert.json").write_bytes(dumps(subcubic_doc(weights, alias)))
+        for strategy in ("brute", "cubic", "hybrid", "best-subcubic"):  # docs/float32.md
+            doc32 = float32_doc(weights, strategy)
+            (SMALL / f"{name}.{strategy}.float32.cert.json").write_bytes(dumps(doc32))
         claim = doc["claim"]
         print(f"small/{name}.brute.cert.json: {claim['correct_count']} of {claim['total']}")
     INVALID.mkdir(parents=True, exist_ok=True)

@@ -28,14 +28,25 @@ from checker.format import parse
 from tests.certgen import dumps
 from tests.oracle import exact_correct_count
 
-_ORACLE: dict[str, int] = {}
+_ORACLE: dict[tuple, int] = {}
 _DTYPES = {"float32": "<f4", "float64": "<f8", "int64": "<i8"}
 
 
-def exact_count(weights: dict[str, np.ndarray], sha: str) -> int:
-    if sha not in _ORACLE:
-        _ORACLE[sha] = exact_correct_count(weights)
-    return _ORACLE[sha]
+def exact_count(weights: dict[str, np.ndarray], sha: str, allowance=None) -> int:
+    """The oracle's count; for a float32 claim, of the inputs whose exact margin exceeds
+    D[q, m] + D[q, x] with the smallest allowance D any certificate may use (the checker's)."""
+    key = (sha, None if allowance is None else allowance.tobytes())
+    if key not in _ORACLE:
+        _ORACLE[key] = exact_correct_count(weights, allowance)
+    return _ORACLE[key]
+
+
+def float32_floor(cert: Any) -> np.ndarray | None:
+    from checker.circuits import Weights
+    from checker.cost import Work
+    from checker.float32 import derived
+
+    return None if cert.allowance is None else derived(Weights(cert, Work()), cert)
 
 
 def paths(node: Any, prefix: tuple = ()) -> list[tuple]:
@@ -183,7 +194,7 @@ def campaign(sources: list[Path], n: int, seed: int, tmp: Path,
             totals[f"crash:{kind}:{out.strip()[:200]}"] += 1
         elif status == 0:
             cert = parse(data)
-            truth = exact_count(cert.weights, cert.model_sha256)
+            truth = exact_count(cert.weights, cert.model_sha256, float32_floor(cert))
             outcome = "accepted_true" if cert.claimed_count <= truth else "accepted_false"
             totals[outcome] += 1
             if outcome == "accepted_false":
