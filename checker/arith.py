@@ -146,12 +146,13 @@ U = Fraction(1, 2**53)  # unit roundoff: fl(r) = r(1 + d) + e, |d| <= U, |e| <= 
 ETA = Fraction(1, 2**1075)  # underflow: half the smallest subnormal (e = 0 for + and -)
 
 
-def gamma(n: int) -> Fraction:
-    """gamma_n = n u / (1 - n u): a float sum of n + 1 terms, in any order, is within
-    gamma_n * sum |terms| of the exact sum (Higham, Accuracy and Stability, Lemma 3.1/§4.2)."""
-    if n * U >= 1:
+def gamma(n: int, u: Any = U) -> Any:
+    """gamma_n = n u / (1 - n u), exact in the type of the unit roundoff u (float64's by default):
+    a float sum of n + 1 terms, in any order, is within gamma_n * sum |terms| of the exact sum
+    (Higham, Accuracy and Stability, Lemma 3.1/§4.2)."""
+    if n * u >= 1:
         raise ValueError("gamma_n undefined for n u >= 1")
-    return n * U / (1 - n * U)
+    return n * u / (1 - n * u)
 
 
 def float_above(x: Fraction) -> float:

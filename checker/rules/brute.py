@@ -70,12 +70,15 @@ WORK: Work | None = None
 def cost(c: Config) -> Cost:
     """Exact scores [q][i][t]; per worker float tables [K, v, v] and blocks [v^(inner + 1)]."""
     v, k = c.d_vocab, c.n_ctx
-    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
-    floats = workers * (2 * v ** min(3, k) + 4 * k * v * v)
+    floats = workers(v) * (2 * v ** min(3, k) + 4 * k * v * v)
     return rule_cost(c, 3 * v * v + 2 * k * v + k * v * v, floats, v ** (k + 1), k * v * v)
 
 
 ESTIMATES["brute"] = cost
+
+
+def workers(v: int) -> int:  # forked workers for d_vocab v (one for small v: forking costs more)
+    return min(os.cpu_count() or 1, 8) if v >= 8 else 1
 
 
 def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
@@ -122,9 +125,9 @@ def map_queries(task: Callable, queries: Sequence, t: Any, work: Work, label: st
     ``work``. On an exception (time limit) queued queries stop at their first tick."""
     global TABLES, WORK
     TABLES, WORK = t, work
-    workers = min(os.cpu_count() or 1, 8) if len(queries) > 1 and t.v >= 8 else 1
+    n = workers(t.v) if len(queries) > 1 else 1
     try:
-        with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
+        with worker_pool(n, multiprocessing.get_context("fork")) as pool:
             # not pool.map: leaving it early cancels the queued futures, which races the pool's
             # own cleanup once worker_pool has killed the workers (InvalidStateError, < 3.12)
             futures = [pool.submit(task, q) for q in queries]

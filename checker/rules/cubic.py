@@ -1,41 +1,28 @@
-"""The cubic proof (docs/strategies.md): one sound check per (query q, max m, copies c, token k').
+"""The cubic proof: one sound check per (query q, max m, copies c, token k'). The derivation of
+each step below (Steps 1-4) is in docs/strategies.md, "Cubic".
 
 Cases. Split the inputs by max m, query q = t_{k-1} <= m, and c = the number of the k-1
-non-query positions holding a token < m (the others hold m). If q < m then c <= k-2 (some
-non-query position holds m). Lemma (q, m, c), c >= 1, claims: at least N = proved[q,m,c] tokens
-k' < m have "wrong-logit bound <= -margin[q,m,c] < 0" for every arrangement of c copies of k'
-(the pure inputs of the case). For c = 0 there is one input (m, .., m, q) and N is 0 or 1.
+non-query positions holding a token < m (the others hold m; c <= k-2 if q < m). Lemma (q, m, c),
+c >= 1, claims: at least N = proved[q,m,c] tokens k' < m have "wrong-logit bound <=
+-margin[q,m,c] < 0" for every arrangement of c copies of k' (the pure inputs of the case). For
+c = 0 there is one input (m, .., m, q) and N is 0 or 1.
 
-Per-slot bound. With w_i = exp((EQKE[q,t_i] + EQKP[q,i]) / s) > 0, Z = sum_i w_i, a_i = w_i / Z,
-centre every path at column m (X_c[., x] = X[., x] - X[., m]) and, for x != m,
-    logit[x] - logit[m] = EU_c[q,x] + sum_i a_i (EVOU_c[t_i,x] + PVOU_c[i,x])
-                       <= sum_i a_i g(t_i),    g(t) = EU*[q] + F[t],                        (1)
+Per-slot bound. With attention weights a_i, every path centred at column m (X_c[., x] =
+X[., x] - X[., m]) and x != m,
+    logit[x] - logit[m] <= sum_i a_i g(t_i),    g(t) = EU*[q] + F[t],                      (1)
     EU*[q] = max_{x!=m} EU_c[q,x],   F[t] = max_{x!=m} (EVOU_c[t,x] + PVOU*[x]),
-    PVOU*[x] = max_p PVOU_c[p,x],
-using sum_i a_i = 1 and max of a sum <= sum of maxes. PVOU and EU are pessimised independently
-of the tokens, so the bound is a sum of per-slot terms. Hence "bound <= -margin" follows from
+    PVOU*[x] = max_p PVOU_c[p,x].
+So "bound <= -margin" follows from
     S := sum_i w_i (g(t_i) + margin) <= 0,   w_i = alpha(t_i) beta_i,                       (2)
-alpha(t) = exp(EQKE[q,t] / s), beta_i = exp(EQKP[q,i] / s) (each scaled by a per-q constant,
-which does not change the sign of S). S is linear in X = sum of beta over the m-slots: with
-T = sum of the k-1 non-query beta, S = X h(m) + (T - X) h(k') + beta_q h(q), h(t) =
-alpha(t)(g(t) + margin). Every arrangement's X lies between X_A (m in the k-1-c slots of
-smallest EQKP, an exact sort) and X_B (largest), so S <= max(S_A, S_B): two evaluations cover
-every arrangement.
-
-Mixed inputs (the mediant argument). Take an input of the case whose non-max, non-query
-positions J (|J| = c) hold tokens that each belong to the N proved tokens of lemma (q, m, c).
-In (2) the slot i in J contributes beta_i h(t_i). Let t* be the token of J maximising h(t_i).
-Replacing every t_i (i in J) by t* raises each of these terms (beta_i > 0), and the result is
-the pure input with c copies of t* in exactly the slots J, for which S <= 0 was verified.
-So S <= 0 for the mixed input too, its bound is <= -margin < 0 and it is classified correctly.
-This is why PVOU and EU must not depend on the tokens: the term of slot i depends on t_i only.
-
-Count. Lemma (q, m, c >= 1) covers C(k-1, c) N^c inputs (positions of the c slots, a proved
-token in each); lemma (q, m, 0) covers N. The cases partition {0..v-1}^k: for each m the q = m
-cases give sum_c C(k-1,c) m^c = (m+1)^(k-1) inputs, each q < m gives (m+1)^(k-1) - m^(k-1).
-
-For c = 0 the input is fixed and (1) is used without splitting the max over x: with
-W_m = alpha(m) T and W_q = alpha(q) beta_q it checks, for every x != m,
+alpha(t) = exp(EQKE[q,t] / s), beta_i = exp(EQKP[q,i] / s) (each scaled by a per-q constant).
+With X the sum of beta over the m-slots, T over the k-1 non-query slots and h(t) =
+alpha(t)(g(t) + margin), S = X h(m) + (T - X) h(k') + beta_q h(q) is linear in X, which lies
+between X_A (m in the k-1-c slots of smallest EQKP, an exact sort) and X_B (largest): S <=
+max(S_A, S_B). An input whose c non-max tokens are each one of the N proved tokens then has
+S <= 0 too (the mediant argument: each slot's term depends on its own token only), so lemma
+(q, m, c >= 1) covers C(k-1, c) N^c inputs and (q, m, 0) covers N; the cases partition
+{0..v-1}^k. For c = 0, (1) is checked per x without splitting the max: with W_m = alpha(m) T
+and W_q = alpha(q) beta_q, for every x != m,
     W_m (EU_c[q,x] + PVOU*[x] + EVOU_c[m,x] + margin) + W_q (EU_c[q,x] + PVOU*[x] + EVOU_c[q,x]
     + margin) <= 0.
 
@@ -110,13 +97,9 @@ def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``proved`` (int64) and ``margin`` (float64), both [q, m, c]; shapes and ranges checked."""
-    proved = decode_field(cert.lemmas, "proved", "lemmas.", (v, v, k))
-    margin = decode_field(cert.lemmas, "margin", "lemmas.", (v, v, k))
-    if proved.dtype != np.int64 or margin.dtype != np.float64:
-        raise FormatError("lemmas: proved must be int64 and margin float64")
-    if np.any(proved < 0) or np.any(proved > case_limits(v, k)):
-        raise FormatError("lemmas.proved: a count is negative or exceeds its case's tokens")
+    """``proved`` (int64, at most its case's tokens) and ``margin`` (float64), both [q, m, c]."""
+    proved = decode_field(cert.lemmas, "proved", "lemmas.", (v, v, k), "int64", case_limits(v, k))
+    margin = decode_field(cert.lemmas, "margin", "lemmas.", (v, v, k), "float64")
     if np.any((proved > 0) != (margin > 0)) or np.any(margin < 0):
         raise FormatError("lemmas.margin: must be > 0 where proved > 0 and 0 elsewhere")
     return proved, margin
