@@ -147,9 +147,8 @@ ETA = Fraction(1, 2**1075)  # underflow: half the smallest subnormal (e = 0 for 
 
 
 def gamma(n: int, u: Any = U) -> Any:
-    """gamma_n = n u / (1 - n u), exact in the type of the unit roundoff u (float64's by default):
-    a float sum of n + 1 terms, in any order, is within gamma_n * sum |terms| of the exact sum
-    (Higham, Accuracy and Stability, Lemma 3.1/§4.2)."""
+    """gamma_n = n u / (1 - n u), exact in u's type (float64's u by default): a float sum of n + 1
+    terms, in any order, is within gamma_n * sum |terms| of the exact sum (Higham, Lemma 3.1)."""
     if n * u >= 1:
         raise ValueError("gamma_n undefined for n u >= 1")
     return n * u / (1 - n * u)

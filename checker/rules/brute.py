@@ -8,12 +8,11 @@ sqrt(d_head), tau_q any constant) and tables T_i[t, x] = EVOU[t, x] + PVOU[i, x]
 
 so an input is correct iff L[m] > L[x] for every x != m (m its max token; a tie is wrong).
 
-1. Filter (docs/strategies.md, "Brute force", Lemmas 1-3). L is evaluated in plain float64 from
-   rounded tables, exactly like the prover's fast path (one [v, v, v] block per choice of the
-   other free positions), together with S = sum_i H_i[t_i], H_i[t] >= w_i(t) max_x B_i[t, x],
-   which is separable like L. Then |fl(L[x]) - L[x]| <= theta0 S + zeta0 for every x, and the
-   input is certainly correct if fl(L[m] - max_{x != m} L[x]) > E := fl(theta S + zeta),
-   certainly wrong if it is < -E.
+1. Filter (docs/strategies.md, "Brute force", Lemmas 1-3). L is evaluated in float64 from
+   rounded tables, one [v, v, v] block per choice of the other free positions, with S = sum_i
+   H_i[t_i], H_i[t] >= w_i(t) max_x B_i[t, x] (separable like L). Then |fl(L[x]) - L[x]| <=
+   theta0 S + zeta0 for every x: the input is certainly correct if fl(L[m] - max_{x != m} L[x])
+   > E := fl(theta S + zeta), certainly wrong if it is < -E.
 2. Settle (Lemma 4). Undecided inputs are decided exactly: for each x whose float margin is
    within E, den * margin = sum_g D_g exp(sigma_g / s) over groups of equal exact score, whose
    sign ``exp_sum_sign`` finds exactly (Lindemann-Weierstrass: zero iff every D_g is zero).

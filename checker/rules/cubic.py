@@ -1,11 +1,10 @@
-"""The cubic proof: one sound check per (query q, max m, copies c, token k'). The derivation of
-each step below (Steps 1-4) is in docs/strategies.md, "Cubic".
+"""The cubic proof: one sound check per (query q, max m, copies c, token k'); docs/strategies.md,
+"Cubic", derives each step below (Steps 1-4).
 
-Cases. Split the inputs by max m, query q = t_{k-1} <= m, and c = the number of the k-1
-non-query positions holding a token < m (the others hold m; c <= k-2 if q < m). Lemma (q, m, c),
-c >= 1, claims: at least N = proved[q,m,c] tokens k' < m have "wrong-logit bound <=
--margin[q,m,c] < 0" for every arrangement of c copies of k' (the pure inputs of the case). For
-c = 0 there is one input (m, .., m, q) and N is 0 or 1.
+Cases: split the inputs by max m, query q = t_{k-1} <= m, and c = the number of the k-1 non-query
+positions holding a token < m (the others hold m; c <= k-2 if q < m). Lemma (q, m, c), c >= 1,
+claims: at least N = proved[q,m,c] tokens k' < m have "wrong-logit bound <= -margin[q,m,c] < 0"
+for every arrangement of c copies of k' (the pure inputs); for c = 0, N <= 1 (one input).
 
 Per-slot bound. With attention weights a_i, every path centred at column m (X_c[., x] =
 X[., x] - X[., m]) and x != m,
@@ -129,10 +128,8 @@ def exp_scaled(scores: flint.fmpq_mat, d_head: int, work: Work) -> Interval:
 
 
 def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Interval, Interval]:
-    """asc[q, n] / desc[q, n]: the sum of the n smallest / largest non-query beta[q, .].
-
-    Positions are sorted by their exact EQKP (exp is increasing, so this is beta's exact
-    order; equal scores give equal beta). Sums are accumulated with outward rounding."""
+    """asc[q, n] / desc[q, n]: the sum of the n smallest / largest non-query beta[q, .], rounded
+    outward; positions sorted by exact EQKP (exp increases: beta's exact order, ties equal)."""
     v, k = eqkp.nrows(), eqkp.ncols()
     entries = eqkp.entries()
     rows = [sorted(range(k - 1), key=lambda i, r=r: entries[r * k + i]) for r in range(v)]
@@ -149,8 +146,7 @@ def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Inte
 def proved_tokens(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> tuple:
     """For max m and margins margin[q, c]: ok[q, c, k'] (k' < m, c >= 1), whether token k'
     certainly satisfies (2) at both arrangements, and ok0[q], whether the input (m, .., m, q)
-    (c = 0) certainly does. S < 0 is required strictly, so a margin of 0 is sound too.
-    Rows and columns of cases that do not exist are meaningless."""
+    (c = 0) certainly does (S < 0 strictly: margin 0 is sound too; absent cases: meaningless)."""
     alpha, beta, asc, desc = t[:4]
     v = alpha[0].shape[0]
     q = np.arange(v)

@@ -196,9 +196,8 @@ def product_pieces(slots: list[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 def settle_query(item: tuple) -> tuple[int, int, list[tuple[int, int, int, int]], int]:
-    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for one query's remainders, item =
-    (q, plan[q]), settled by ``brute.count_known_max`` at most CHUNK inputs at a time (a, b of
-    Lemma 5: 2Kv FLOPs once per max token)."""
+    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for item = (q, plan[q]): the remainders
+    settled by ``brute.count_known_max``, CHUNK inputs at a time (its a, b: 2Kv FLOPs per m)."""
     (q, plan), T, work = item, brute.TABLES, brute.WORK
     assert T is not None and work is not None
     table, mag, flops = brute.query_tables(T, q)
