@@ -47,10 +47,9 @@ def enclose_matrix(m: flint.fmpq_mat) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Counted(np.ndarray):
-    """An array that counts the FLOPs done on it in ``Counted.flops``: one per result element of
-    an elementwise ufunc, n - 1 per result of a reduction over n values, one per element of an
-    accumulate; ``np.nextafter`` (the outward rounding of the operation before it) is free.
-    Results stay Counted (np.where included): a rule wraps its float inputs once."""
+    """An array that counts the FLOPs done on it in ``Counted.flops`` (one per elementwise result,
+    n - 1 per reduction of n values, one per accumulated element; ``np.nextafter``, the outward
+    rounding of the operation before it, is free). Results stay Counted (np.where included)."""
 
     flops = 0
 

@@ -22,9 +22,8 @@ covered or enumerated. The checker derives both parts from its own A (the certif
 cases, never inputs), so no input is counted twice or skipped, whatever the certificate says.
 The inputs of every P_r of one (q, m) are settled in batches by ``brute.count_known_max`` (Lemma
 5, then at level 2 the float filter and exact settlement, ties wrong): a case at level 2 counts
-exactly its correct inputs. The certificate (docs/format.md) states which lemmas to evaluate,
-which remainders to enumerate and each case's claimed correct inputs; the rule rejects the first
-case whose sound count is below its claim.
+exactly its correct inputs. The certificate (docs/format.md) names the lemmas to evaluate, the
+remainders to enumerate and each case's claim; the first case proved below its claim rejects it.
 """
 
 from __future__ import annotations
@@ -91,8 +90,7 @@ def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleRes
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, ...]:
-    """``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2) and ``correct`` [q, m, c] (claims, at
-    most the case's inputs), int64."""
+    """int64 ``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2), ``correct`` (<= case sizes)."""
     lem, sizes = cert.lemmas, case_sizes(v, k)
     lemma = decode_field(lem, "lemma", "lemmas.", (v,), "int64", top=1)
     enumerate_ = decode_field(lem, "enumerate", "lemmas.", sizes.shape, "int64", top=2)

@@ -114,9 +114,8 @@ def low_rank(p: object, where: str, rows: int, cols: int, top: int = MAX_PEEL_RA
 
 
 def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
-    """(EQKE - Π F_i⊥, [F_i⊥]). Telescoping, exact:  Π F_i - Π F_i⊥ =
-    Σ_i (F_1⊥ ⋯ F_{i-1}⊥ X_i)(Y_i^T F_{i+1} ⋯ F_n), each term computed right-to-left or
-    left-to-right through matrix-vector products, O(r (v d + d²)), then one v×v sum."""
+    """(EQKE - Π F_i⊥, [F_i⊥]), exact by telescoping: Π F_i - Π F_i⊥ = Σ_i (F_1⊥ ⋯ F_{i-1}⊥ X_i)
+    (Y_i^T F_{i+1} ⋯ F_n), each factor a matrix-vector chain, O(r (v d + d²)), then a v×v sum."""
     if not isinstance(peels, list) or len(peels) != len(factors):
         raise FormatError(f"witnesses.peels: expected a list of {len(factors)} objects")
     given = enumerate(zip(factors, peels, strict=True))
