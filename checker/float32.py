@@ -1,6 +1,7 @@
 """The float32 allowance: how far float32 execution can move each logit. docs/float32.md defines
 the execution model (the forward pass of docs/format.md in IEEE binary32, round to nearest, sums
-and dot products in any order, with or without FMA, subnormals kept, exp within EXP_ULPS ulps)
+and dot products in any order, with or without FMA, subnormals kept; 1/sqrt(d_head) within 3
+roundings; softmax with max subtraction, exp within EXP_ULPS ulps and e_i / Z within 2 roundings)
 and derives each stage's bound (Higham's gamma_n, Lemma 3.1). For every input with query token q
 and every x,
 
@@ -8,9 +9,10 @@ and every x,
 
 where V_i[x] = ((x_i W_V + b_V) W_O W_U)[x] over every (token, position) i, H = max |V - c|
 around the mid-range c, Vmax = max |V|; rho_q bounds the relative change of the softmax weights
-from score errors and exp, phi (+ u for underflow) the normalisation's rounding and eps_l that
-of the value, output and unembedding paths. A float32 claim counts an input only if logit[m] -
-logit[x] > D'[q, m] + D'[q, x] for all x != m (D' the certificate's allowance, checked >= D).
+from score errors and exp (exp(2 eps_q) (1 + e)/(1 - e) - 1), phi (+ u for underflow) the
+normalisation's rounding and eps_l that of the value, output and unembedding paths. A float32
+claim counts an input only if logit[m] - logit[x] > D'[q, m] + D'[q, x] for all x != m (D' the
+certificate's allowance, checked >= D): then every allowed execution ranks m first strictly.
 Magnitudes are exact rationals; rho uses arb. Every abs-sum is padded by LAM = 2^-100, which
 covers each underflow term (at most 2^13 products of 2^-150 each) with a coefficient >= u.
 """

@@ -40,7 +40,6 @@ from checker.cost import ESTIMATES, Cost, Work, rule_cost
 from checker.format import Certificate, Config, FormatError, decode_field
 from checker.rules import RuleResult, brute, cubic
 
-Plan = dict[int, list[tuple[int, int, int, np.ndarray]]]  # q -> [(m, c, level, lemma tokens A)]
 CHUNK = 2**20  # inputs settled at a time: bounds a worker's memory (tests lower it)
 
 
@@ -112,7 +111,7 @@ def cover(cert: Certificate, w: Weights, lemma: np.ndarray, todo: np.ndarray, qu
     exists = cubic.case_limits(v, k) > 0
     exists[: queries.start], exists[queries.stop :] = False, False
     counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
-    plan: Plan = {}
+    plan: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}  # q -> [(m, c, level, A)]
     for m in range(v):
         work.tick("hybrid: lemmas", m, v)
         ok, ok0 = np.zeros((v, k, m), dtype=bool), np.zeros(v, dtype=bool)
