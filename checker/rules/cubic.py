@@ -96,9 +96,13 @@ def tables(cert: Certificate, w: Weights, work: Work) -> Tables:
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """``proved`` (int64, at most its case's tokens) and ``margin`` (float64), both [q, m, c]."""
-    proved = decode_field(cert.lemmas, "proved", "lemmas.", (v, v, k), "int64", case_limits(v, k))
-    margin = decode_field(cert.lemmas, "margin", "lemmas.", (v, v, k), "float64")
+    """``proved`` (int64) and ``margin`` (float64), both [q, m, c]; shapes and ranges checked."""
+    proved = decode_field(cert.lemmas, "proved", "lemmas.", (v, v, k))
+    margin = decode_field(cert.lemmas, "margin", "lemmas.", (v, v, k))
+    if proved.dtype != np.int64 or margin.dtype != np.float64:
+        raise FormatError("lemmas: proved must be int64 and margin float64")
+    if np.any(proved < 0) or np.any(proved > case_limits(v, k)):
+        raise FormatError("lemmas.proved: a count is negative or exceeds its case's tokens")
     if np.any((proved > 0) != (margin > 0)) or np.any(margin < 0):
         raise FormatError("lemmas.margin: must be > 0 where proved > 0 and 0 elsewhere")
     return proved, margin

@@ -56,9 +56,8 @@ ESTIMATES["hybrid"] = cost
 
 
 def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
-    """Check the cases, and count the inputs, of every query token (of the shard ``inputs``:
-    whole queries). A case holds inputs of one query only and every shard recomputes the same
-    lemma tables, so shards' counts add up to the whole count (docs/strategies.md, "Shards")."""
+    """Check the cases, and count the inputs, of every query token in the shard ``inputs`` (whole
+    queries: a case is one query's, so shards' counts add up; docs/strategies.md, "Shards")."""
     v, k = cert.config.d_vocab, cert.config.n_ctx
     if v < 2:
         raise FormatError("strategy hybrid needs d_vocab >= 2")

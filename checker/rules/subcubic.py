@@ -274,12 +274,11 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
 
 
 def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, delta=None):
-    """α_lo ≤ α ≤ α_hi, α = total attention on copies of m, for every input of each case
-    (q, m, c) in ``cases`` (three index arrays); docs/strategies.md, Step 2 (and, with per-entry
-    bounds δ, the score box of "Options beyond the paper"). α = 1/(1 + N/M), N/M =
-    Σ_non e^{(EQKE[q,t]-EQKE[q,m])/s} e^{π/s} / Σ_max e^{π/s}; exp is monotone, so prefix max/min
-    of e^{approx/s} (rows shifted by their exact max: no overflow), widened by e^{±ε/s} or by δ,
-    bound the token factor."""
+    """α_lo ≤ α ≤ α_hi, α = total attention on copies of m, for every input of each case (q, m, c)
+    in ``cases`` (three index arrays); docs/strategies.md, Step 2 and the score box δ. α = 1/(1 +
+    N/M), N/M = Σ_non e^{(EQKE[q,t]-EQKE[q,m])/s} e^{π/s} / Σ_max e^{π/s}; exp is monotone, so
+    prefix max/min of e^{approx/s} (rows shifted by their exact max: no overflow), widened by
+    e^{±ε/s} or by δ, bound the token factor."""
     v = gaps.shape[1]
     inv_s = 1 / flint.arb(w.Q.ncols()).sqrt()
     e = approx.entries()
