@@ -47,10 +47,9 @@ def enclose_matrix(m: flint.fmpq_mat) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Counted(np.ndarray):
-    """An array that counts the FLOPs done on it in ``Counted.flops``: one per result element of
-    an elementwise ufunc, n - 1 per result of a reduction over n values, one per element of an
-    accumulate; ``np.nextafter`` (the outward rounding of the operation before it) is free.
-    Results stay Counted (np.where included): a rule wraps its float inputs once."""
+    """An array that counts the FLOPs done on it in ``Counted.flops`` (one per elementwise result,
+    n - 1 per reduction of n values, one per accumulated element; ``np.nextafter``, the outward
+    rounding of the operation before it, is free). Results stay Counted (np.where included)."""
 
     flops = 0
 
@@ -146,12 +145,12 @@ U = Fraction(1, 2**53)  # unit roundoff: fl(r) = r(1 + d) + e, |d| <= U, |e| <= 
 ETA = Fraction(1, 2**1075)  # underflow: half the smallest subnormal (e = 0 for + and -)
 
 
-def gamma(n: int) -> Fraction:
-    """gamma_n = n u / (1 - n u): a float sum of n + 1 terms, in any order, is within
-    gamma_n * sum |terms| of the exact sum (Higham, Accuracy and Stability, Lemma 3.1/§4.2)."""
-    if n * U >= 1:
+def gamma(n: int, u: Any = U) -> Any:
+    """gamma_n = n u / (1 - n u), exact in u's type (float64's u by default): a float sum of n + 1
+    terms, in any order, is within gamma_n * sum |terms| of the exact sum (Higham, Lemma 3.1)."""
+    if n * u >= 1:
         raise ValueError("gamma_n undefined for n u >= 1")
-    return n * U / (1 - n * U)
+    return n * u / (1 - n * u)
 
 
 def float_above(x: Fraction) -> float:

@@ -34,8 +34,7 @@ class Weights:
         self.bO = exact_matrix(w["blocks.0.attn.b_O"])
         self.U, self.bU = exact_matrix(w["unembed.W_U"]), exact_matrix(w["unembed.b_U"])
         last = exact_matrix(w["pos_embed.W_pos"][-1])  # the query position's row of P
-        self.Eq = self.E + broadcast_row(last, self.E.nrows())
-        work.add(self.E.nrows() * self.E.ncols())
+        self.Eq = self.add_row(self.E, last)
 
     def mul(self, a: flint.fmpq_mat, b: flint.fmpq_mat) -> flint.fmpq_mat:
         self.work.matmul(a.nrows(), a.ncols(), b.ncols())

@@ -18,11 +18,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from checker import __version__
+from checker import __version__, selftest
 from checker.cost import DEFAULT_MAX_MEMORY, OverBudget, Work
 from checker.format import DEFAULT_MAX_BYTES, Certificate, FormatError, parse, weights_sha256
 from checker.guard import guarded
-from checker.rules import ClaimFailed
+from checker.rules import ClaimFailed, rule_for
+from checker.safetensors import read_weights
 from checker.shard import check_shard, combine, parse_shard, shard_line
 
 VERIFIED, REJECTED, UNUSABLE = 0, 1, 2
@@ -62,15 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         print((Path(__file__).parent / "schema.json").read_text(), end="")
         return 0
     if args.command == "selftest":
-        from checker.selftest import run
-
-        return run()
+        return selftest.run()
     return _hash(args.model) if args.command == "hash" else verify(args)
 
 
 def _hash(path: str) -> int:
-    from checker.safetensors import read_weights
-
     try:
         print(weights_sha256(read_weights(Path(path), option="")))
     except (ValueError, TypeError) as e:  # FormatError, or a malformed header entry
@@ -91,8 +88,6 @@ def _positive(kind: type) -> Any:
 
 def verify(args: argparse.Namespace) -> int:
     """Parse, run the strategy's rule, and report. Returns the exit status."""
-    from checker.selftest import arithmetic_problem, environment_problem
-
     keys = ("strategy", "model_sha256", "n_ctx", "d_vocab", "claimed_count", "verified_count")
     keys += ("total", "bound", "bound_decimal", "failed_claim", "theorem", "untrusted_provenance")
     keys += ("semantics",)
@@ -101,7 +96,7 @@ def verify(args: argparse.Namespace) -> int:
     work = Work(getattr(args, "time_limit", None), sys.stderr.isatty(), max_memory)
     status = UNUSABLE
     try:
-        if problem := environment_problem() or arithmetic_problem():
+        if problem := selftest.environment_problem() or selftest.arithmetic_problem():
             raise FormatError(f"unsafe floating-point environment: {problem}")
         with work.alarm():
             status = (combine if args.command == "combine" else _verify_cert)(args, work, result)
@@ -126,15 +121,20 @@ def _verify_cert(args: argparse.Namespace, work: Work, result: dict[str, Any]) -
     c = cert.config
     result.update(strategy=cert.strategy, model_sha256=cert.model_sha256, total=str(cert.total))
     result.update(n_ctx=c.n_ctx, d_vocab=c.d_vocab, claimed_count=str(cert.claimed_count))
-    result["certificate_sha256"] = args.cert_sha256
+    result.update(certificate_sha256=args.cert_sha256, semantics=cert.semantics)
     result["untrusted_provenance"] = cert.provenance  # echoed as stated, never checked
-    result["semantics"] = cert.semantics
     if getattr(args, "semantics", None) not in (None, cert.semantics):
         why = f"claim.semantics: is {cert.semantics}, but --semantics {args.semantics} was required"
         return conclude(result, why, 0, 0, 0)
     if _other_model(args.model, cert, result):
         return REJECTED
-    return _check(cert, work, result, args.shard)
+    if args.shard:
+        return check_shard(cert, work, result, *args.shard)
+    rule = rule_for(cert.strategy)
+    work.admit(cert.strategy, cert.config)  # after rule_for: importing the rule adds its estimate
+    outcome = rule(cert, work)
+    result.update(outcome.report, verified_count=str(outcome.verified_count))
+    return conclude(result, outcome.failed, outcome.verified_count, cert.claimed_count, cert.total)
 
 
 def _read(args: argparse.Namespace) -> Certificate:
@@ -149,8 +149,6 @@ def _read(args: argparse.Namespace) -> Certificate:
 
 def _other_model(model: str | None, cert: Certificate, result: dict[str, Any]) -> bool:
     """True (a rejection) if --model has other weights or shapes (the hash covers values only)."""
-    from checker.safetensors import read_weights
-
     if model is None:
         return False
     weights = read_weights(Path(model))
@@ -163,18 +161,6 @@ def _other_model(model: str | None, cert: Certificate, result: dict[str, Any]) -
         f"is {cert.model_sha256}; the claim is not established for that file"
     )
     return True
-
-
-def _check(cert: Certificate, work: Work, result: dict[str, Any], shard: Any = None) -> int:
-    from checker.rules import rule_for
-
-    if shard:
-        return check_shard(cert, work, result, *shard)
-    rule = rule_for(cert.strategy)
-    work.admit(cert.strategy, cert.config)
-    outcome = rule(cert, work)
-    result.update(outcome.report, verified_count=str(outcome.verified_count))
-    return conclude(result, outcome.failed, outcome.verified_count, cert.claimed_count, cert.total)
 
 
 def conclude(result: dict[str, Any], failed: str | None, got: int, claim: int, total: int) -> int:

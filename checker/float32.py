@@ -1,61 +1,59 @@
-"""The float32 allowance: how far float32 execution can move each logit (docs/float32.md).
-
-Execution model: the forward pass of docs/format.md in IEEE binary32, round to nearest, every
-sum and dot product in any order, with or without FMA, subnormals kept; 1/sqrt(d_head) applied
-with at most 3 roundings; softmax with max subtraction, exp within EXP_ULPS ulps, the
-normalisation e_i / Z within 2 roundings. Then for every input with query token q and every x,
+"""The float32 allowance: how far float32 execution can move each logit. docs/float32.md defines
+the execution model (the forward pass of docs/format.md in IEEE binary32, round to nearest, sums
+and dot products in any order, with or without FMA, subnormals kept; 1/sqrt(d_head) within 3
+roundings; softmax with max subtraction, exp within EXP_ULPS ulps and e_i / Z within 2 roundings)
+and derives each stage's bound (Higham's gamma_n, Lemma 3.1). For every input with query token q
+and every x,
 
     |float32 logit[x] - exact logit[x]| <= D[q, x] = rho_q H[x] + phi Vmax[x] + eps_l[x],
 
 where V_i[x] = ((x_i W_V + b_V) W_O W_U)[x] over every (token, position) i, H = max |V - c|
 around the mid-range c, Vmax = max |V|; rho_q bounds the relative change of the softmax weights
-from score errors and exp (exp(2 eps_q) (1 + e)/(1 - e) - 1); phi (+ u for underflow) bounds
-the normalisation's (sum and division) and eps_l the rounding of the value, output and
-unembedding paths.
-A float32 claim counts an input only if logit[m] - logit[x] > D'[q, m] + D'[q, x] for all x != m
-(D' the certificate's allowance, checked >= D): then every allowed float32 execution ranks m first
-strictly. Each stage's bound is derived in docs/float32.md (Higham's gamma_n, Lemma 3.1).
+from score errors and exp (exp(2 eps_q) (1 + e)/(1 - e) - 1), phi (+ u for underflow) the
+normalisation's rounding and eps_l that of the value, output and unembedding paths. A float32
+claim counts an input only if logit[m] - logit[x] > D'[q, m] + D'[q, x] for all x != m (D' the
+certificate's allowance, checked >= D): then every allowed execution ranks m first strictly.
 Magnitudes are exact rationals; rho uses arb. Every abs-sum is padded by LAM = 2^-100, which
 covers each underflow term (at most 2^13 products of 2^-150 each) with a coefficient >= u.
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
+import functools
 
 import flint
 import numpy as np
 
+from checker import arith
 from checker.arith import ball_bounds
-from checker.circuits import Weights
+from checker.circuits import Weights, broadcast_row
 from checker.format import Certificate
 from checker.rules import ClaimFailed
 
-U = Fraction(1, 2**24)  # binary32 unit roundoff
+U = flint.fmpq(1, 2**24)  # binary32 unit roundoff
 EXP_ULPS = 4  # twice the largest documented exp error of torch's kernels (docs/float32.md)
 LAM = flint.fmpq(1, 2**100)
 
 
-def gamma(n: int) -> flint.fmpq:
-    """gamma_n = n u / (1 - n u) for binary32 (n u < 1 for every n the schema allows)."""
-    return flint.fmpq(n * U.numerator, U.denominator - n * U.numerator)
+gamma = functools.partial(arith.gamma, u=U)  # binary32's gamma_n, an exact fmpq
 
 
 def derived(w: Weights, cert: Certificate) -> np.ndarray:
     """D [q, x] as float64 upper bounds (module docstring)."""
-    cfg, u = cert.config, flint.fmpq(1, 2**24)
+    cfg, u = cert.config, U
     v, k, d, dh = cfg.d_vocab, cfg.n_ctx, cfg.d_model, cfg.d_head
     entries = [w.E[t, j] + w.P[i, j] for t in range(v) for i in range(k) for j in range(d)]
     x = flint.fmpq_mat(v * k, d, entries)  # the residual stream, row t k + i
     query = flint.fmpq_mat(v, d, [x[t * k + k - 1, j] for t in range(v) for j in range(d)])
     c1 = u + (1 + u) * gamma(d + 1)  # q, k, v: the residual's rounding, then a (d+1)-term dot
     triples = ((query, w.Q, w.bQ), (x, w.K, w.bK), (x, w.V, w.bV))
-    aq, ak, av = (padded(w.mul(absm(a), absm(m)) + rows(absm(b), a.nrows())) for a, m, b in triples)
+    bounds = (w.mul(absm(a), absm(m)) + broadcast_row(absm(b), a.nrows()) for a, m, b in triples)
+    aq, ak, av = (padded(b) for b in bounds)
     r = w.mul(aq, ak.transpose())  # [q, (t, i)]: >= |q . k| and its abs-sum
     c2 = (1 + gamma(dh)) * (1 + c1) ** 2 - 1  # raw score q . k from rounded q, k
     c3 = c2 * (1 + gamma(3)) + gamma(3)  # then the 1/sqrt(d_head) scaling
     e_exp = 2 * EXP_ULPS * u
-    values = w.mul(w.mul(w.mul(x, w.V) + rows(w.bV, v * k), w.O), w.U)  # V_i[x], exact
+    values = w.mul(w.mul(w.mul(x, w.V) + broadcast_row(w.bV, v * k), w.O), w.U)  # V_i[x], exact
     cols = [[values[i, j] for i in range(v * k)] for j in range(v)]
     h = [(max(col) - min(col)) / 2 for col in cols]
     vmax = [max(max(col), -min(col)) for col in cols]
@@ -82,10 +80,6 @@ def derived(w: Weights, cert: Certificate) -> np.ndarray:
 
 def absm(m: flint.fmpq_mat) -> flint.fmpq_mat:
     return flint.fmpq_mat(m.nrows(), m.ncols(), [abs(e) for e in m.entries()])
-
-
-def rows(row: flint.fmpq_mat, n: int) -> flint.fmpq_mat:
-    return flint.fmpq_mat(n, row.ncols(), list(row.entries()) * n)
 
 
 def padded(m: flint.fmpq_mat) -> flint.fmpq_mat:

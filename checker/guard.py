@@ -58,9 +58,8 @@ def worker_pool(workers: int, context: Any) -> Iterator[ProcessPoolExecutor]:
 
 
 def _quiet_manager_thread(args: Any) -> None:
-    """Once we kill the workers, the pool's manager thread may fail a future that leaving the
-    ``map`` generator already cancelled (InvalidStateError in terminate_broken, CPython < 3.12):
-    the command is leaving anyway, so that thread's errors are not shown."""
+    """Once the workers are killed, the pool's manager thread may fail an already cancelled future
+    (InvalidStateError, CPython < 3.12): the command is leaving anyway, so it stays quiet."""
     if type(args.thread).__name__ != "_ExecutorManagerThread":
         threading.__excepthook__(args)
 

@@ -6,8 +6,6 @@ underflow (subnormals not flushed to zero). ``verify`` refuses to run when eithe
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 
@@ -55,7 +53,3 @@ def run() -> int:
         return 1
     print("selftest: OK (binary64, round-to-nearest, subnormals; exact arithmetic checks)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run())

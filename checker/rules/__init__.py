@@ -25,12 +25,12 @@ class RuleResult:
     report: dict[str, Any] = field(default_factory=dict)  # e.g. unexplained_dims
 
 
-Rule = Callable[..., RuleResult]  # check(cert, work) or, for SHARDED strategies, also inputs
 STRATEGIES = ("brute", "cubic", "hybrid", "subcubic")  # each the module checker/rules/<name>.py
 
 
-def rule_for(strategy: str) -> Rule:
+def rule_for(strategy: str) -> Callable[..., RuleResult]:
     """The rule checking ``strategy`` (imported lazily so each rule stays independent)."""
+    # check(cert, work) or, for SHARDED strategies (checker/shard.py), also inputs
     if strategy not in STRATEGIES:  # the schema allows no other name; checked again here
         raise FormatError(f"strategy.name: no rule for strategy {strategy!r}")
     return importlib.import_module(f"checker.rules.{strategy}").check

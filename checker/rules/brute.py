@@ -8,12 +8,11 @@ sqrt(d_head), tau_q any constant) and tables T_i[t, x] = EVOU[t, x] + PVOU[i, x]
 
 so an input is correct iff L[m] > L[x] for every x != m (m its max token; a tie is wrong).
 
-1. Filter (docs/strategies.md, "Brute force", Lemmas 1-3). L is evaluated in plain float64 from
-   rounded tables, exactly like the prover's fast path (one [v, v, v] block per choice of the
-   other free positions), together with S = sum_i H_i[t_i], H_i[t] >= w_i(t) max_x B_i[t, x],
-   which is separable like L. Then |fl(L[x]) - L[x]| <= theta0 S + zeta0 for every x, and the
-   input is certainly correct if fl(L[m] - max_{x != m} L[x]) > E := fl(theta S + zeta),
-   certainly wrong if it is < -E.
+1. Filter (docs/strategies.md, "Brute force", Lemmas 1-3). L is evaluated in float64 from
+   rounded tables, one [v, v, v] block per choice of the other free positions, with S = sum_i
+   H_i[t_i], H_i[t] >= w_i(t) max_x B_i[t, x] (separable like L). Then |fl(L[x]) - L[x]| <=
+   theta0 S + zeta0 for every x: the input is certainly correct if fl(L[m] - max_{x != m} L[x])
+   > E := fl(theta S + zeta), certainly wrong if it is < -E.
 2. Settle (Lemma 4). Undecided inputs are decided exactly: for each x whose float margin is
    within E, den * margin = sum_g D_g exp(sigma_g / s) over groups of equal exact score, whose
    sign ``exp_sum_sign`` finds exactly (Lindemann-Weierstrass: zero iff every D_g is zero).
@@ -70,12 +69,15 @@ WORK: Work | None = None
 def cost(c: Config) -> Cost:
     """Exact scores [q][i][t]; per worker float tables [K, v, v] and blocks [v^(inner + 1)]."""
     v, k = c.d_vocab, c.n_ctx
-    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
-    floats = workers * (2 * v ** min(3, k) + 4 * k * v * v)
+    floats = workers(v) * (2 * v ** min(3, k) + 4 * k * v * v)
     return rule_cost(c, 3 * v * v + 2 * k * v + k * v * v, floats, v ** (k + 1), k * v * v)
 
 
 ESTIMATES["brute"] = cost
+
+
+def workers(v: int) -> int:  # forked workers for d_vocab v (one for small v: forking costs more)
+    return min(os.cpu_count() or 1, 8) if v >= 8 else 1
 
 
 def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
@@ -122,9 +124,9 @@ def map_queries(task: Callable, queries: Sequence, t: Any, work: Work, label: st
     ``work``. On an exception (time limit) queued queries stop at their first tick."""
     global TABLES, WORK
     TABLES, WORK = t, work
-    workers = min(os.cpu_count() or 1, 8) if len(queries) > 1 and t.v >= 8 else 1
+    n = workers(t.v) if len(queries) > 1 else 1
     try:
-        with worker_pool(workers, multiprocessing.get_context("fork")) as pool:
+        with worker_pool(n, multiprocessing.get_context("fork")) as pool:
             # not pool.map: leaving it early cancels the queued futures, which races the pool's
             # own cleanup once worker_pool has killed the workers (InvalidStateError, < 3.12)
             futures = [pool.submit(task, q) for q in queries]

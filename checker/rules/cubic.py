@@ -1,41 +1,27 @@
-"""The cubic proof (docs/strategies.md): one sound check per (query q, max m, copies c, token k').
+"""The cubic proof: one sound check per (query q, max m, copies c, token k'); docs/strategies.md,
+"Cubic", derives each step below (Steps 1-4).
 
-Cases. Split the inputs by max m, query q = t_{k-1} <= m, and c = the number of the k-1
-non-query positions holding a token < m (the others hold m). If q < m then c <= k-2 (some
-non-query position holds m). Lemma (q, m, c), c >= 1, claims: at least N = proved[q,m,c] tokens
-k' < m have "wrong-logit bound <= -margin[q,m,c] < 0" for every arrangement of c copies of k'
-(the pure inputs of the case). For c = 0 there is one input (m, .., m, q) and N is 0 or 1.
+Cases: split the inputs by max m, query q = t_{k-1} <= m, and c = the number of the k-1 non-query
+positions holding a token < m (the others hold m; c <= k-2 if q < m). Lemma (q, m, c), c >= 1,
+claims: at least N = proved[q,m,c] tokens k' < m have "wrong-logit bound <= -margin[q,m,c] < 0"
+for every arrangement of c copies of k' (the pure inputs); for c = 0, N <= 1 (one input).
 
-Per-slot bound. With w_i = exp((EQKE[q,t_i] + EQKP[q,i]) / s) > 0, Z = sum_i w_i, a_i = w_i / Z,
-centre every path at column m (X_c[., x] = X[., x] - X[., m]) and, for x != m,
-    logit[x] - logit[m] = EU_c[q,x] + sum_i a_i (EVOU_c[t_i,x] + PVOU_c[i,x])
-                       <= sum_i a_i g(t_i),    g(t) = EU*[q] + F[t],                        (1)
+Per-slot bound. With attention weights a_i, every path centred at column m (X_c[., x] =
+X[., x] - X[., m]) and x != m,
+    logit[x] - logit[m] <= sum_i a_i g(t_i),    g(t) = EU*[q] + F[t],                      (1)
     EU*[q] = max_{x!=m} EU_c[q,x],   F[t] = max_{x!=m} (EVOU_c[t,x] + PVOU*[x]),
-    PVOU*[x] = max_p PVOU_c[p,x],
-using sum_i a_i = 1 and max of a sum <= sum of maxes. PVOU and EU are pessimised independently
-of the tokens, so the bound is a sum of per-slot terms. Hence "bound <= -margin" follows from
+    PVOU*[x] = max_p PVOU_c[p,x].
+So "bound <= -margin" follows from
     S := sum_i w_i (g(t_i) + margin) <= 0,   w_i = alpha(t_i) beta_i,                       (2)
-alpha(t) = exp(EQKE[q,t] / s), beta_i = exp(EQKP[q,i] / s) (each scaled by a per-q constant,
-which does not change the sign of S). S is linear in X = sum of beta over the m-slots: with
-T = sum of the k-1 non-query beta, S = X h(m) + (T - X) h(k') + beta_q h(q), h(t) =
-alpha(t)(g(t) + margin). Every arrangement's X lies between X_A (m in the k-1-c slots of
-smallest EQKP, an exact sort) and X_B (largest), so S <= max(S_A, S_B): two evaluations cover
-every arrangement.
-
-Mixed inputs (the mediant argument). Take an input of the case whose non-max, non-query
-positions J (|J| = c) hold tokens that each belong to the N proved tokens of lemma (q, m, c).
-In (2) the slot i in J contributes beta_i h(t_i). Let t* be the token of J maximising h(t_i).
-Replacing every t_i (i in J) by t* raises each of these terms (beta_i > 0), and the result is
-the pure input with c copies of t* in exactly the slots J, for which S <= 0 was verified.
-So S <= 0 for the mixed input too, its bound is <= -margin < 0 and it is classified correctly.
-This is why PVOU and EU must not depend on the tokens: the term of slot i depends on t_i only.
-
-Count. Lemma (q, m, c >= 1) covers C(k-1, c) N^c inputs (positions of the c slots, a proved
-token in each); lemma (q, m, 0) covers N. The cases partition {0..v-1}^k: for each m the q = m
-cases give sum_c C(k-1,c) m^c = (m+1)^(k-1) inputs, each q < m gives (m+1)^(k-1) - m^(k-1).
-
-For c = 0 the input is fixed and (1) is used without splitting the max over x: with
-W_m = alpha(m) T and W_q = alpha(q) beta_q it checks, for every x != m,
+alpha(t) = exp(EQKE[q,t] / s), beta_i = exp(EQKP[q,i] / s) (each scaled by a per-q constant).
+With X the sum of beta over the m-slots, T over the k-1 non-query slots and h(t) =
+alpha(t)(g(t) + margin), S = X h(m) + (T - X) h(k') + beta_q h(q) is linear in X, which lies
+between X_A (m in the k-1-c slots of smallest EQKP, an exact sort) and X_B (largest): S <=
+max(S_A, S_B). An input whose c non-max tokens are each one of the N proved tokens then has
+S <= 0 too (the mediant argument: each slot's term depends on its own token only), so lemma
+(q, m, c >= 1) covers C(k-1, c) N^c inputs and (q, m, 0) covers N; the cases partition
+{0..v-1}^k. For c = 0, (1) is checked per x without splitting the max: with W_m = alpha(m) T
+and W_q = alpha(q) beta_q, for every x != m,
     W_m (EU_c[q,x] + PVOU*[x] + EVOU_c[m,x] + margin) + W_q (EU_c[q,x] + PVOU*[x] + EVOU_c[q,x]
     + margin) <= 0.
 
@@ -146,10 +132,8 @@ def exp_scaled(scores: flint.fmpq_mat, d_head: int, work: Work) -> Interval:
 
 
 def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Interval, Interval]:
-    """asc[q, n] / desc[q, n]: the sum of the n smallest / largest non-query beta[q, .].
-
-    Positions are sorted by their exact EQKP (exp is increasing, so this is beta's exact
-    order; equal scores give equal beta). Sums are accumulated with outward rounding."""
+    """asc[q, n] / desc[q, n]: the sum of the n smallest / largest non-query beta[q, .], rounded
+    outward; positions sorted by exact EQKP (exp increases: beta's exact order, ties equal)."""
     v, k = eqkp.nrows(), eqkp.ncols()
     entries = eqkp.entries()
     rows = [sorted(range(k - 1), key=lambda i, r=r: entries[r * k + i]) for r in range(v)]
@@ -166,8 +150,7 @@ def extreme_sums(eqkp: flint.fmpq_mat, beta: Interval, work: Work) -> tuple[Inte
 def proved_tokens(m: int, k: int, margin: np.ndarray, t: Tables, work: Work) -> tuple:
     """For max m and margins margin[q, c]: ok[q, c, k'] (k' < m, c >= 1), whether token k'
     certainly satisfies (2) at both arrangements, and ok0[q], whether the input (m, .., m, q)
-    (c = 0) certainly does. S < 0 is required strictly, so a margin of 0 is sound too.
-    Rows and columns of cases that do not exist are meaningless."""
+    (c = 0) certainly does (S < 0 strictly: margin 0 is sound too; absent cases: meaningless)."""
     alpha, beta, asc, desc = t[:4]
     v = alpha[0].shape[0]
     q = np.arange(v)

@@ -1,50 +1,34 @@
-"""Hybrid proofs: the cubic lemmas, and the inputs they leave unproved settled one by one.
+"""Hybrid proofs: the cubic lemmas, and the inputs they leave unproved settled one by one
+(docs/strategies.md, "Hybrid", proves each step below).
 
-Cases. (q, m, c) exactly as in the cubic rule (checker/rules/cubic.py): query q <= m, max m,
-and c of the K-1 non-query positions holding a token < m (the others hold m); they partition
-{0..v-1}^K. An input of case c >= 1 has its non-max non-query tokens at positions
-J = (j_0 < .. < j_{c-1}) with values t_J in {0..m-1}^c.
+Cases (q, m, c) as in the cubic rule (checker/rules/cubic.py); they partition {0..v-1}^K. An
+input of case c >= 1 has its c tokens < m at positions J = (j_0 < .. < j_{c-1}), values t_J.
 
-Lemmas (the cubic argument at margin 0, shared by every c). With the cubic rule's per-slot bound
-g(t) and h(t) = alpha(t) g(t), a pure input of token k' and arrangement (X, Y) (X: the beta of
-the m-slots, Y: of the c slots of k') has S = X h(m) + Y h(k') + beta_q h(q), and S < 0 proves
-it correct; the mediant argument extends this to every input whose c tokens all satisfy it.
-Let R >= X h(m) + beta_q h(q) (rounded up) and h^ >= h(k'). Then S < 0 follows from
-h^ < tau, with tau = down(-R / Y_lo) if R >= 0 (so h^ < 0 and Y h(k') <= Y_lo h^ < -R), and
-tau = max(down(-R / Y_hi), 0) if R < 0 (h^ < 0 gives S <= R < 0; 0 <= h^ < tau gives
-Y h(k') <= Y_hi h^ < -R); tau = -inf if R is not a number or Y_lo = 0 < R. So
-A(q, m, c) = {k' < m : h^(k') < min(tau_A, tau_B)}: h is computed once per (q, m), not per c
-(about 12 v^3 FLOPs in all for K = 4, against the cubic rule's 60 v^3). For c = 0 the input
-(m, .., m, q) is proved iff R < 0 with X = T, the sum of every non-query beta.
+Lemmas: the cubic lemmas at margin 0, strictly (S < 0), with h(t) = alpha(t) g(t) computed once
+per (q, m) and a threshold per case. Let R >= X h(m) + beta_q h(q) (rounded up) and h^ >= h(k').
+Then S < 0 follows from h^ < tau, with tau = down(-R / Y_lo) if R >= 0 (so h^ < 0 and Y h(k') <=
+Y_lo h^ < -R), and tau = max(down(-R / Y_hi), 0) if R < 0 (h^ < 0 gives S <= R < 0; 0 <= h^ <
+tau gives Y h(k') <= Y_hi h^ < -R); tau = -inf if R is not a number or Y_lo = 0 < R. So
+A(q, m, c) = {k' < m : h^(k') < min(tau_A, tau_B)}. For c = 0 the input (m, .., m, q) is proved
+iff R < 0 with X = T, the sum of every non-query beta.
 
-Partition. If every t_j is in A, the mediant argument proves the input correct: the lemmas
-cover the C(K-1, c) |A|^c such inputs. The rest of the case, t_J in {0..m-1}^c minus A^c, is
-the disjoint union over r = 0..c-1 of the product sets
+Partition. The lemmas cover the C(K-1, c) |A|^c inputs with t_J in A^c (the mediant argument).
+The rest of the case is the disjoint union over r = 0..c-1 of the product sets
 
-    P_r = A^r x B x {0..m-1}^(c-1-r)    (j_0..j_{r-1} in A, j_r in B, the others anything < m):
+    P_r = A^r x B x {0..m-1}^(c-1-r)    (j_0..j_{r-1} in A, j_r in B = {0..m-1} - A),
 
-a t_J outside A^c has exactly one first position j_r whose token is outside A, so it lies in
-exactly one P_r, and every member of a P_r has t_{j_r} outside A. For c = 0 the case is the
-single input (m, .., m, q): covered iff the cubic c = 0 check proves it, else enumerated. So in
-every case "covered" and "enumerated" are complementary, and since the checker derives both
-from its own A (the certificate lists cases, never inputs), no input is counted twice or
-skipped, whatever the certificate says.
-
-Enumeration. The inputs of every P_r (for each J) of one (q, m) are settled in one batch by the
-brute-force rule's sound machinery (``brute.count_known_max``: the cheap test of Lemma 5, then,
-at level 2, the float filter with its proven error bound and exact settlement of undecided
-inputs, ties wrong). A case enumerated at level 2 therefore counts exactly its correct inputs;
-with every case that has a remainder so enumerated, the count is the exact accuracy.
-
-Certificate (docs/format.md): which lemmas to evaluate and remainders to enumerate (a prover
-under a FLOP budget runs only some), and each case's claimed correct inputs; the rule rejects
-the first case whose sound count is below its claim.
+classified by the first position j_r whose token is outside A; for c = 0 the one input is
+covered or enumerated. The checker derives both parts from its own A (the certificate lists
+cases, never inputs), so no input is counted twice or skipped, whatever the certificate says.
+The inputs of every P_r of one (q, m) are settled in batches by ``brute.count_known_max`` (Lemma
+5, then at level 2 the float filter and exact settlement, ties wrong): a case at level 2 counts
+exactly its correct inputs. The certificate (docs/format.md) names the lemmas to evaluate, the
+remainders to enumerate and each case's claim; the first case proved below its claim rejects it.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterator
 from math import comb, prod
 
@@ -56,18 +40,14 @@ from checker.cost import ESTIMATES, Cost, Work, rule_cost
 from checker.format import Certificate, Config, FormatError, decode_field
 from checker.rules import RuleResult, brute, cubic
 
-Plan = dict[int, list[tuple[int, int, int, np.ndarray]]]  # q -> [(m, c, level, lemma tokens A)]
 CHUNK = 2**20  # inputs settled at a time: bounds a worker's memory (tests lower it)
 
 
 def cost(c: Config) -> Cost:
-    """At its peak the cubic rule's lemma tables, the brute-force rule's tables and per worker a
-    batch of at most CHUNK inputs (tokens, a gathered table, both [K-1, n], and a few [n]
-    vectors); at least the exact circuits' time (how much is enumerated is known only from the
-    lemmas)."""
+    """The cubic and brute-force rules' tables and per worker a batch of at most CHUNK inputs
+    ([K-1, n] tokens and gathered table, a few [n] vectors); at least the exact circuits' time."""
     v, k = c.d_vocab, c.n_ctx
-    workers = min(os.cpu_count() or 1, 8) if v >= 8 else 1
-    batch = workers * (4 * (k - 1) + 4) * min(CHUNK, v ** (k - 1))
+    batch = brute.workers(v) * (4 * (k - 1) + 4) * min(CHUNK, v ** (k - 1))
     memory = cubic.cost(c).bytes + brute.cost(c).bytes + 8 * batch
     return Cost(memory, rule_cost(c, 0, 0, 0, 0).seconds)
 
@@ -76,10 +56,8 @@ ESTIMATES["hybrid"] = cost
 
 
 def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleResult:
-    """Check the cases, and count the inputs, of every query token (of the shard ``inputs``:
-    whole queries, checker/shard.py). A case holds inputs of one query only, so a shard's count
-    is the sum of its cases' counts, each the same as in the whole check (the lemma tables are
-    recomputed from the certificate in every shard): shards' counts add up to the whole count."""
+    """Check the cases, and count the inputs, of every query token in the shard ``inputs`` (whole
+    queries: a case is one query's, so shards' counts add up; docs/strategies.md, "Shards")."""
     v, k = cert.config.d_vocab, cert.config.n_ctx
     if v < 2:
         raise FormatError("strategy hybrid needs d_vocab >= 2")
@@ -110,8 +88,7 @@ def check(cert: Certificate, work: Work, inputs: range | None = None) -> RuleRes
 
 
 def read_lemmas(cert: Certificate, v: int, k: int) -> tuple[np.ndarray, ...]:
-    """``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2) and ``correct`` [q, m, c] (claims, at
-    most the case's inputs), int64."""
+    """int64 ``lemma`` [m] (0/1), ``enumerate`` [q, m, c] (0/1/2), ``correct`` (<= case sizes)."""
     lem, sizes = cert.lemmas, case_sizes(v, k)
     lemma = decode_field(lem, "lemma", "lemmas.", (v,), "int64", top=1)
     enumerate_ = decode_field(lem, "enumerate", "lemmas.", sizes.shape, "int64", top=2)
@@ -133,7 +110,7 @@ def cover(cert: Certificate, w: Weights, lemma: np.ndarray, todo: np.ndarray, qu
     exists = cubic.case_limits(v, k) > 0
     exists[: queries.start], exists[queries.stop :] = False, False
     counts = np.zeros((v, v, k), dtype=object)  # exact integers: C(K-1, c) |A|^c can be huge
-    plan: Plan = {}
+    plan: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}  # q -> [(m, c, level, A)]
     for m in range(v):
         work.tick("hybrid: lemmas", m, v)
         ok, ok0 = np.zeros((v, k, m), dtype=bool), np.zeros(v, dtype=bool)
@@ -215,9 +192,8 @@ def product_pieces(slots: list[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 def settle_query(item: tuple) -> tuple[int, int, list[tuple[int, int, int, int]], int]:
-    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for one query's remainders, item =
-    (q, plan[q]), settled by ``brute.count_known_max`` at most CHUNK inputs at a time (a, b of
-    Lemma 5: 2Kv FLOPs once per max token)."""
+    """(FLOPs, q, [(m, c, correct, enumerated)], undecided) for item = (q, plan[q]): the remainders
+    settled by ``brute.count_known_max``, CHUNK inputs at a time (its a, b: 2Kv FLOPs per m)."""
     (q, plan), T, work = item, brute.TABLES, brute.WORK
     assert T is not None and work is not None
     table, mag, flops = brute.query_tables(T, q)

@@ -2,13 +2,11 @@
 using ``norm_recursive``/``norm_subproduct`` (per-entry bounds |Err[q,t]| ≤ δ[q,t]) or
 ``peel_query+norm`` (rank-r EU peel); the proofs are in docs/strategies.md, "Sub-cubic".
 
-Cases (q, m, c) with gap g = gaps[q, m, c]: query q ≤ m, max m, c non-max tokens (the query
-counted when q < m), all non-max tokens ≤ m - g. A case the certificate claims (lemmas.proved)
-is accepted iff the sound upper bound on max_{x≠m} logit[x] - logit[m] is certainly < 0:
-EQKE = approx + Err (``attention_error``: approx exact, ε[q] ≥ row range of Err exact or in arb),
-attention to the max copies in [α_lo, α_hi] (``attention_bracket``: exp in arb, the rest
-outward-rounded), the bound convex in it, so both ends evaluated (``logit_bound``), and an exact
-count (``count``). Float FLOPs are counted per operation (arith.Counted).
+A case (q, m, c) the certificate claims (lemmas.proved; gap g = gaps[q, m, c]) is accepted iff
+the sound upper bound on max_{x≠m} logit[x] - logit[m] is certainly < 0: EQKE = approx + Err
+(``attention_error``), attention to the max copies in [α_lo, α_hi] (``attention_bracket``), the
+bound at both ends (``logit_bound``); then an exact ``count``. Float FLOPs are counted per
+operation (arith.Counted).
 """
 
 from __future__ import annotations
@@ -116,9 +114,8 @@ def low_rank(p: object, where: str, rows: int, cols: int, top: int = MAX_PEEL_RA
 
 
 def peel(w: Weights, factors: list[Mat], peels: list) -> tuple[Mat, list[Mat]]:
-    """(EQKE - Π F_i⊥, [F_i⊥]). Telescoping, exact:  Π F_i - Π F_i⊥ =
-    Σ_i (F_1⊥ ⋯ F_{i-1}⊥ X_i)(Y_i^T F_{i+1} ⋯ F_n), each term computed right-to-left or
-    left-to-right through matrix-vector products, O(r (v d + d²)), then one v×v sum."""
+    """(EQKE - Π F_i⊥, [F_i⊥]), exact by telescoping: Π F_i - Π F_i⊥ = Σ_i (F_1⊥ ⋯ F_{i-1}⊥ X_i)
+    (Y_i^T F_{i+1} ⋯ F_n), each factor a matrix-vector chain, O(r (v d + d²)), then a v×v sum."""
     if not isinstance(peels, list) or len(peels) != len(factors):
         raise FormatError(f"witnesses.peels: expected a list of {len(factors)} objects")
     given = enumerate(zip(factors, peels, strict=True))
@@ -148,11 +145,9 @@ def abs_dot(m: Mat, rho: list) -> list:
 
 
 def range_bound(w: Weights, factors: list[Mat], mean_levels: range) -> list:
-    """ρ[r] ≥ max_i - min_i of row r of Π factors, never forming the product.
-
-    Row a of F G is Σ_b F[a,b] G[b,:], so range ≤ Σ_b |F[a,b]| range(G[b,:]) (recursively).
-    Mean trick at level i: row a = μ G + (F[a] - μ) G with μ the column mean of F, so range ≤
-    range(μ G) + Σ_b |F[a,b] - μ_b| range(G[b,:]); μ G is a vector-matrix chain. Min of both."""
+    """ρ[r] ≥ max_i - min_i of row r of Π factors, never forming the product (docs/strategies.md,
+    Step 1): range(F G)[a] ≤ Σ_b |F[a,b]| range(G[b,:]), recursively, and at the mean levels also
+    ≤ range(μ G) + Σ_b |F[a,b] - μ_b| range(G[b,:]) (μ the column mean of F); the min of both."""
     rho = row_ranges(factors[-1])
     for i in reversed(range(len(factors) - 1)):
         F = factors[i]
@@ -214,10 +209,9 @@ def fmpq_at_least(x: float) -> flint.fmpq:
 
 
 def norm_delta(w: Weights, p: list[Mat], subproduct: bool, wit: dict) -> np.ndarray:
-    """δ[q,t] ≥ |Err[q,t]|, Err = F1⊥ G F4⊥ with G = F2⊥ F3⊥ [(d+1) × (d+1)], per entry by
-    Cauchy–Schwarz: |F1⊥[q] G F4⊥[:,t]| ≤ ‖F1⊥[q]‖ σ1(G) ‖F4⊥[:,t]‖ (norm_recursive, O(vd + d³),
-    σ1(G) ≤ the witness σ, proved by ``sigma_witnessed``) or ≤ ‖(F1⊥ G)[q]‖ ‖F4⊥[:,t]‖
-    (norm_subproduct, O(v d²)). A row factor times a column factor: floats rounded up."""
+    """δ[q,t] ≥ |Err[q,t]|, Err = F1⊥ G F4⊥, G = F2⊥ F3⊥, by Cauchy–Schwarz: ‖F1⊥[q]‖ σ1(G)
+    ‖F4⊥[:,t]‖ (norm_recursive; σ1(G) ≤ the witness σ by ``sigma_witnessed``) or ‖(F1⊥ G)[q]‖
+    ‖F4⊥[:,t]‖ (norm_subproduct); a row factor times a column factor, floats rounded up."""
     g = w.mul(p[1], p[2])
     cols = row_norms(w, p[3].transpose())
     if subproduct:
@@ -280,15 +274,11 @@ def positional_odds(w: Weights, inv_s: flint.arb, work: Work):
 
 
 def attention_bracket(w: Weights, approx: Mat, eps, gaps, cases, work: Work, delta=None):
-    """α_lo ≤ α ≤ α_hi, α = total attention on copies of m, for every input of each case
-    (q, m, c) in ``cases`` (three index arrays); docs/strategies.md, Step 2.
-
-    α = 1/(1 + N/M) with N/M = Σ_non e^{(EQKE[q,t]-EQKE[q,m])/s} e^{π/s} / Σ_max e^{π/s}, and for
-    every non-max t ≤ m - g:  EQKE[q,t] - EQKE[q,m] ≤ max_{t'≤m-g} approx[q,t'] - approx[q,m] + ε[q]
-    (and ≥ the min version - ε[q]); exp is monotone, so prefix max/min of e^{approx/s} (rows
-    shifted by their exact max: no overflow) bound it. With per-entry bounds δ (norm options),
-    approx - δ ≤ EQKE ≤ approx + δ: the box's worst vertex (non-max tokens at their upper ends, the
-    max at its lower end) gives the least attention on the max, the reverse the most; no ε."""
+    """α_lo ≤ α ≤ α_hi, α = total attention on copies of m, for every input of each case (q, m, c)
+    in ``cases`` (three index arrays); docs/strategies.md, Step 2 and the score box δ. α = 1/(1 +
+    N/M), N/M = Σ_non e^{(EQKE[q,t]-EQKE[q,m])/s} e^{π/s} / Σ_max e^{π/s}; exp is monotone, so
+    prefix max/min of e^{approx/s} (rows shifted by their exact max: no overflow), widened by
+    e^{±ε/s} or by δ, bound the token factor."""
     v = gaps.shape[1]
     inv_s = 1 / flint.arb(w.Q.ncols()).sqrt()
     e = approx.entries()
@@ -363,13 +353,10 @@ def direct_path(w: Weights, eu: str, wit: dict, work: Work) -> tuple[np.ndarray,
 
 @np.errstate(all="ignore")
 def logit_bound(w, eu, wit, gaps, cases, abar, a_lo, a_hi, work: Work) -> np.ndarray:
-    """Upper bound on max_{x≠m} logit[x] - logit[m] for every input of each case in cases.
-
-    For attention α on the m copies: logit[x] - logit[m] ≤ L(α) := max_x(M[x] + α R[x]) +
-    (1 - α) W + ΔEU, with M = μ_c + PVOU* (PVOU*[x] = max_i PVOU[i,x] - PVOU[i,m]; Σ a_i = 1),
-    R[x] = EVOU[m,x] - EVOU[m,m], W ≥ EVOU[t,x] - EVOU[t,m] for all t ≤ m - g. L is convex in
-    α, so L ≤ max(L(α_lo), L(α_hi)). max_x(M + aR) ≤ f(ā) + max_x (a - ā)R[x] = f(ā) +
-    max((a - ā) R_max, (a - ā) R_min): right for either sign of a - ā."""
+    """Upper bound on max_{x≠m} logit[x] - logit[m] for every input of each case in cases
+    (docs/strategies.md, Steps 3-4 and fixes (a), (b)): L(α) := max_x(M[x] + α R[x]) +
+    (1 - α) W + ΔEU, M = μ_c + PVOU*, R[x] = EVOU[m,x] - EVOU[m,m], is convex in α, so L ≤
+    max(L(α_lo), L(α_hi)); max_x(M + aR) ≤ f(ā) + max((a - ā) R_max, (a - ā) R_min)."""
     v, k = abar.shape
     vou = w.mul(w.mul(w.V, w.O), w.U)
     bias = w.mul(w.mul(w.bV, w.O) + w.bO, w.U) + w.bU
