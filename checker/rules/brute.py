@@ -25,7 +25,7 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -60,6 +60,7 @@ class Tables:
     zeta: float
     shift: np.ndarray | None = None  # float32 semantics: [q] c_M of Lemma 6; None: exact
     twice: flint.fmpq_mat | None = None  # 2 D' [q, x] exact (Lemma 6)
+    weights: dict[int, np.ndarray] = field(default_factory=dict)  # weight_bounds, per query
 
 
 TABLES: Tables | None = None  # what ``map_queries`` tasks read (forked workers inherit it)
@@ -236,7 +237,9 @@ def weight_bounds(T: Tables, q: int) -> np.ndarray | None:
     w <= w~ (1 + EPS_W) + ETA <= up(w~ (1 + 4u)), as up adds at least 2^-1074 > ETA."""
     if T.shift is None:
         return np.zeros((T.k, T.v))
-    return up(softmax_weights(T.score[q], T.d_head) * float_above(1 + 4 * U))
+    if q not in T.weights:  # hybrid asks once per batch: the 128-bit weights once per query
+        T.weights[q] = up(softmax_weights(T.score[q], T.d_head) * float_above(1 + 4 * U))
+    return T.weights[q]
 
 
 def top_two(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
