@@ -13,7 +13,9 @@ exact accuracy (float64 may misjudge an input whose logits nearly tie; the check
 then only the remainder is evaluated (``remainder_stats``: the checker's product sets P_r, a
 piece of at most CHUNK inputs at a time), and correct = covered + the correct remainder inputs.
 With budget F every input is evaluated on the circuit tables as brute force does
-(``case_stats``), and the lemmas' max tokens, then cases at level 1, then at level 2 go in order
+(``case_stats``; beyond FULL_STATS_LIMIT inputs only the remainder, whose statistics then also
+stand for a case whose lemmas are not run: exact if they cover nothing, else an under-claim),
+and the lemmas' max tokens, then cases at level 1, then at level 2 go in order
 of correct inputs per checker FLOP while the checker's total FLOPs stay <= F x the brute-force
 check's.
 Nothing here is trusted: the checker derives its own lemma tokens, the partition and every
@@ -38,8 +40,9 @@ from certify.strategies.brute import correct_for_query, query_table, query_weigh
 from certify.strategies.cubic import case_exists, lemma_tokens
 from checker.guard import worker_pool
 
-EVALUATION_LIMIT = 2**31  # with a budget the prover evaluates every input (Max-of-5: a minute)
+EVALUATION_LIMIT = 2**31  # the largest input space a budgeted hybrid proof is planned for
 REMAINDER_LIMIT = 2**33  # inputs one unbudgeted check may enumerate (Max-of-6: 5.5e9)
+FULL_STATS_LIMIT = 2**28  # beyond, a budget is planned from the remainder alone (Max-of-5)
 CHUNK = 2**20  # inputs the remainder path evaluates at a time: bounds a worker's memory
 _SHARED: tuple[Circuits, np.ndarray, np.ndarray] | None = None  # inherited by forked workers
 _LAST_STATS: tuple[Circuits, dict[bool, Stats]] | None = None  # the last model's case_stats
@@ -74,6 +77,10 @@ def prove(
         stats = {True: remainder_stats(c, inside, inside0, covered)}
         stats[False] = stats[True]  # every lemma is run
         lemma, level = np.ones(v, dtype=bool), np.where(stats[True].remainder > 0, 2, 0)
+    elif v**k > FULL_STATS_LIMIT:  # the remainder's stats stand in for a whole case's
+        stats = {True: remainder_stats(c, inside, inside0, covered)}
+        stats[False] = stats[True]  # exact where a max token's lemmas cover nothing; else the
+        lemma, level = choose(flops, budget, covered, stats)  # claim is below the rule's count
     else:
         stats = case_stats(c, inside, inside0)
         lemma, level = choose(flops, budget, covered, stats)
