@@ -14,6 +14,7 @@ from certify.model import MaxOfKConfig
 U32 = 2.0**-24
 EXP_ULPS = 4  # as the checker's execution model (docs/float32.md)
 PAD = 2.0**-100  # added to every magnitude: covers underflow (docs/float32.md)
+OMEGA = 2.0**126  # the checker refuses a model any of whose magnitude bounds reaches it
 
 
 def gamma(n: int) -> float:
@@ -38,7 +39,6 @@ def allowance(config: MaxOfKConfig, weights: dict[str, np.ndarray]) -> np.ndarra
     c3 = ((1 + gamma(dh)) * (1 + c1) ** 2 - 1) * (1 + gamma(3)) + gamma(3)
     eps = (c3 + 2 * U32 * (1 + c3)) * rmax / np.sqrt(dh)
     e_exp = 2 * EXP_ULPS * U32
-    rho = np.expm1(2 * eps) * (1 + e_exp) / (1 - e_exp) + 2 * e_exp / (1 - e_exp)
     bv = signed["blocks.0.attn.b_V"][0]
     o, u = signed["blocks.0.attn.W_O"][0], signed["unembed.W_U"]
     values = (x @ signed["blocks.0.attn.W_V"][0] + bv) @ o @ u  # [(t, i), x]
@@ -56,6 +56,10 @@ def allowance(config: MaxOfKConfig, weights: dict[str, np.ndarray]) -> np.ndarra
     res = (1 + U32) * ((1 + U32) * xq + out)
     wu, bu = w["unembed.W_U"], w["unembed.b_U"]
     el = eres @ wu + gamma(d + 1) * (res @ wu + bu) + PAD
+    magnitudes = (np.abs(x), aq, ak, av, 2 * rmax, z, z @ wo + bo, res, res @ wu + bu)
+    if max(float(np.max(m)) for m in magnitudes) >= OMEGA:
+        raise ValueError("float32 execution of this model may overflow: no float32 claim")
+    rho = np.expm1(2 * eps) * (1 + e_exp) / (1 - e_exp) + 2 * e_exp / (1 - e_exp)
     bound = rho[:, None] * half[None] + (phi * vmax + el)[None]
     return bound * (1 + 2.0**-20) + 2.0**-200
 

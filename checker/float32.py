@@ -17,6 +17,8 @@ A float32 claim counts an input only if logit[m] - logit[x] > D'[q, m] + D'[q, x
 strictly. Each stage's bound is derived in docs/float32.md (Higham's gamma_n, Lemma 3.1).
 Magnitudes are exact rationals; rho uses arb. Every abs-sum is padded by LAM = 2^-100, which
 covers each underflow term (at most 2^13 products of 2^-150 each) with a coefficient >= u.
+Overflow is outside this error model, so a model is refused (ClaimFailed) unless every bound
+below on a float32 intermediate's magnitude (each partial sum included) stays under OMEGA.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from checker.rules import ClaimFailed
 U = Fraction(1, 2**24)  # binary32 unit roundoff
 EXP_ULPS = 4  # twice the largest documented exp error of torch's kernels (docs/float32.md)
 LAM = flint.fmpq(1, 2**100)
+# Every float32 intermediate is within a factor (1 + c1)(1 + gamma_4097)(1 + phi) < 2 of one of
+# the magnitudes ``finite`` checks: below 2^127 < 2^128 (1 - u / 2), so none rounds to inf.
+OMEGA = flint.fmpq(2**126)
 
 
 def gamma(n: int) -> flint.fmpq:
@@ -52,6 +57,7 @@ def derived(w: Weights, cert: Certificate) -> np.ndarray:
     triples = ((query, w.Q, w.bQ), (x, w.K, w.bK), (x, w.V, w.bV))
     aq, ak, av = (padded(w.mul(absm(a), absm(m)) + rows(absm(b), a.nrows())) for a, m, b in triples)
     r = w.mul(aq, ak.transpose())  # [q, (t, i)]: >= |q . k| and its abs-sum
+    finite(absm(x), aq, ak, av, 2 * r)  # 2 r: the score minus the max score
     c2 = (1 + gamma(dh)) * (1 + c1) ** 2 - 1  # raw score q . k from rounded q, k
     c3 = c2 * (1 + gamma(3)) + gamma(3)  # then the 1/sqrt(d_head) scaling
     e_exp = 2 * EXP_ULPS * u
@@ -69,6 +75,7 @@ def derived(w: Weights, cert: Certificate) -> np.ndarray:
     eres = u * xq + eo + u * ((1 + u) * xq + o)  # residual add
     res = (1 + u) * ((1 + u) * xq + o)
     el = padded(eres * absm(w.U) + gamma(d + 1) * (res * absm(w.U) + absm(w.bU)))
+    finite(z, z * absm(w.O) + absm(w.bO), res, res * absm(w.U) + absm(w.bU))
     out = np.empty((v, v))
     for q in range(v):
         rq = max(r[q, i] for i in range(v * k)) + 2 * LAM
@@ -78,6 +85,15 @@ def derived(w: Weights, cert: Certificate) -> np.ndarray:
             hi = rho * flint.arb(h[j]) + flint.arb(phi * vmax[j] + el[0, j])
             out[q, j] = ball_bounds(hi)[1]
     return out
+
+
+def finite(*bounds: flint.fmpq_mat) -> None:
+    """Refuse a model whose float32 execution might overflow (inf or NaN: see OMEGA)."""
+    if any(e >= OMEGA for m in bounds for e in m.entries()):
+        raise ClaimFailed(
+            "claim.float32_allowance: float32 execution may overflow (a magnitude "
+            "bound reaches 2^126), which the float32 error model excludes"
+        )
 
 
 def absm(m: flint.fmpq_mat) -> flint.fmpq_mat:
