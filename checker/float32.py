@@ -118,6 +118,8 @@ def allowance(cert: Certificate, w: Weights) -> np.ndarray | None:
     low = np.argwhere(~(cert.allowance >= mine))
     if len(low):
         q, x = (int(i) for i in low[0])
-        raise ClaimFailed(f"claim.float32_allowance[{q},{x}]: below the derived {mine[q, x]!r}")
+        raise ClaimFailed(
+            f"claim.float32_allowance[{q},{x}]: below the derived {float(mine[q, x])!r}"
+        )
     w.float32_checked = True  # hybrid asks twice (cubic and brute tables): derive once
     return cert.allowance
