@@ -171,7 +171,7 @@ def _check(cert: Certificate, work: Work, result: dict[str, Any], shard: Any = N
     if shard:
         return check_shard(cert, work, result, *shard)
     rule = rule_for(cert.strategy)
-    work.admit(cert.strategy, cert.config)
+    work.admit(cert.strategy, cert.config, f32=cert.allowance is not None)
     outcome = rule(cert, work)
     result.update(outcome.report, verified_count=str(outcome.verified_count))
     return conclude(result, outcome.failed, outcome.verified_count, cert.claimed_count, cert.total)

@@ -30,7 +30,8 @@ import numpy as np
 
 from checker.arith import ball_bounds
 from checker.circuits import Weights
-from checker.format import Certificate
+from checker.cost import ESTIMATES, EXACT_RATE, Cost
+from checker.format import Certificate, Config
 from checker.rules import ClaimFailed
 
 U = Fraction(1, 2**24)  # binary32 unit roundoff
@@ -85,6 +86,18 @@ def derived(w: Weights, cert: Certificate) -> np.ndarray:
             hi = rho * flint.arb(h[j]) + flint.arb(phi * vmax[j] + el[0, j])
             out[q, j] = ball_bounds(hi)[1]
     return out
+
+
+def cost(c: Config) -> Cost:
+    """The derivation's exact rationals at their peak (the residual x, its copies and V's
+    intermediate [vK, d], the magnitudes [vK, d_h], the scores and values [v, vK]) and its
+    exact products (q, k, v; the scores; V)."""
+    v, k, d, h = c.d_vocab, c.n_ctx, c.d_model, c.d_head
+    entries = 4 * v * k * d + 8 * v * k * h + 2 * v * v * k
+    return Cost(128 * entries, (3 * v * k * d * h + v * v * k * (h + d)) / EXACT_RATE)
+
+
+ESTIMATES["float32"] = cost
 
 
 def finite(*bounds: flint.fmpq_mat) -> None:

@@ -16,7 +16,7 @@ import checker.float32
 from certify.certificate import Proof, build, encode_array
 from certify.circuits import circuits, logits
 from certify.float32 import allowance as prover_allowance
-from certify.model import validate
+from certify.model import MaxOfKConfig, validate
 from certify.strategies import prove
 from checker.circuits import Weights
 from checker.cost import Work
@@ -135,8 +135,9 @@ def adversarial_forward(
 ) -> np.ndarray:
     """A float32 execution with exp off by EXP_ULPS ulps in the direction push[i] (+1 or -1)
     per position, a random summation order and FMA use, and a random one of the scalings
-    raw / fl(sqrt), raw * fl(1 / fl(sqrt)) (torch's GPU path) and raw * fl(fl(sqrt)^-1) from a
-    float64 sqrt rounded to float32 (a double rounding)."""
+    raw / fl(sqrt) and raw * fl(1 / fl(sqrt)) (torch's GPU path), the sqrt a float64 one
+    rounded to float32 (a double rounding); half the time exp flushes results below about
+    2^-125 to 0, as torch's exp_u20 does (an absolute error the allowance must absorb)."""
     g = {key: a.astype(F32) for key, a in w.items()}
     fma = bool(rng.random() < 0.5)
     x = [F32(g["embed.W_E"][t] + g["pos_embed.W_pos"][i]) for i, t in enumerate(seq)]
@@ -146,12 +147,13 @@ def adversarial_forward(
     dh = q.shape[0]
     raw = np.array([f32_sum([(q[h], kk[h]) for h in range(dh)], rng, fma) for kk in keys], F32)
     root = F32(np.sqrt(np.float64(dh)))
-    choice = rng.integers(3)
-    scores = raw / root if choice == 0 else raw * (F32(1) / root)
+    scores = raw / root if rng.random() < 0.5 else raw * (F32(1) / root)
     shifted = scores - scores.max()
     e = np.exp(shifted.astype(np.float64)).astype(F32)  # correctly rounded in effect
     for _ in range(EXP_ULPS):
         e = np.nextafter(e, np.where(push > 0, F32(np.inf), F32(0)))
+    if rng.random() < 0.5:  # as torch's exp_u20: results below about 2^-125 flushed to 0
+        e = np.where(shifted < F32(-86.6), F32(0), e)
     total = f32_sum(list(e), rng, fma)
     attn = e / total if rng.random() < 0.5 else e * (F32(1) / total)
     z = np.array(
@@ -245,3 +247,20 @@ def test_no_rule_counts_an_input_within_the_allowance(
         assert got == oracle == int(doc["claim"]["correct_count"])
     doc["claim"]["correct_count"] = str(oracle + 1)  # one more than the truth: never verified
     assert verify_bytes(dumps(doc), tmp_path)[0] == 1
+
+
+def test_the_allowance_derivation_counts_against_max_memory(tmp_path: Path) -> None:
+    """The derivation holds v K d exact rationals: at d_model 1024, K 64 and v 16 about 0.3 GiB,
+    which the rule's own estimate (here brute force's, a few MB) does not include."""
+    import checker.rules.brute  # noqa: F401 (registers its estimate)
+    from checker.cost import ESTIMATES
+
+    shapes = MaxOfKConfig(n_ctx=64, d_vocab=16, d_model=1024, d_head=1).shapes()
+    rng = np.random.default_rng(0)
+    _, w = validate({key: rng.standard_normal(s).astype(F32) for key, s in shapes.items()})
+    cap = 2**28
+    assert ESTIMATES["brute"](parse(f32_claim(w, 0, np.ones((16, 16)))).config).bytes < cap
+    status, _, err = verify_bytes(
+        f32_claim(w, 0, np.ones((16, 16))), tmp_path, "--max-memory", str(cap)
+    )
+    assert status == 2 and "over --max-memory" in err, err
