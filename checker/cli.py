@@ -131,7 +131,7 @@ def _verify_cert(args: argparse.Namespace, work: Work, result: dict[str, Any]) -
     if args.shard:
         return check_shard(cert, work, result, *args.shard)
     rule = rule_for(cert.strategy)
-    work.admit(cert.strategy, cert.config)  # after rule_for: importing the rule adds its estimate
+    work.admit(cert.strategy, cert.config, f32=cert.allowance is not None)  # after rule_for
     outcome = rule(cert, work)
     result.update(outcome.report, verified_count=str(outcome.verified_count))
     return conclude(result, outcome.failed, outcome.verified_count, cert.claimed_count, cert.total)

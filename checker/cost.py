@@ -83,12 +83,15 @@ class Work:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
-    def admit(self, strategy: str, config: Config, whole: bool = True) -> None:
+    def admit(self, strategy: str, config: Config, whole: bool = True, f32: bool = False) -> None:
         # Refuses, before the rule allocates anything, a check the limits cannot allow. A shard
         # (whole=False) builds the whole tables but does part of the time, so only its memory.
+        # f32: the rule also derives the float32 allowance (its magnitudes are held alongside).
         if (f := ESTIMATES.get(strategy)) is None:
             return
         need, limit = f(config), self.time_limit
+        if f32:
+            need = Cost(*(a + b for a, b in zip(need, ESTIMATES["float32"](config), strict=True)))
         if whole and limit is not None and need.seconds > limit - self.seconds():
             raise OverBudget(f"needs at least {need.seconds:.3g} s, over the {limit} s time limit")
         if need.bytes > self.max_memory:

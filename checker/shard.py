@@ -43,7 +43,8 @@ def check_shard(cert: Certificate, work: Any, result: dict[str, Any], i: int, n:
     if cert.strategy == "hybrid" and n > v:
         raise FormatError(f"--shard: N must be at most d_vocab = {v} (hybrid shards hold queries)")
     inputs, rule = span(i, n, v, k, cert.strategy), rule_for(cert.strategy)
-    work.admit(cert.strategy, cert.config, whole=False)  # after rule_for: it adds the estimate
+    f32 = cert.allowance is not None  # after rule_for, which adds the estimates:
+    work.admit(cert.strategy, cert.config, whole=False, f32=f32)
     outcome = rule(cert, work, inputs)
     result.update(outcome.report, verified_count=str(outcome.verified_count), shard=[i, n])
     result.update(shard_inputs=[str(inputs.start), str(inputs.stop)], failed_claim=outcome.failed)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from certify.certificate import build
 from certify.circuits import circuits, logits
 from certify.float32 import allowance as prover_allowance
-from certify.model import torch_module, validate
+from certify.float32 import torch_float32_logits
+from certify.model import validate
 from certify.strategies import prove
 from checker.circuits import Weights
 from checker.cost import Work
@@ -173,9 +174,7 @@ def fragile_model() -> tuple[dict[str, np.ndarray], tuple[int, ...]]:
             b[m] = np.nextafter(b[m], F32(np.inf))
         exact_ok = all(margin_sign(exact_circuits(w), seq, y, 4) > 0 for y in range(4) if y != m)
         config, w = validate(w)
-        import torch
-
-        out = torch_module(config, w)(torch.tensor([seq]))[0].detach().numpy()
+        out = torch_float32_logits(config, w, np.array([seq]))[0]
         torch_ok = bool(out[m] > np.delete(out, m).max())
         if exact_ok and not torch_ok:
             return w, seq

@@ -25,7 +25,7 @@ import itertools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -60,7 +60,6 @@ class Tables:
     zeta: float
     shift: np.ndarray | None = None  # float32 semantics: [q] c_M of Lemma 6; None: exact
     twice: flint.fmpq_mat | None = None  # 2 D' [q, x] exact (Lemma 6)
-    weights: dict[int, np.ndarray] = field(default_factory=dict)  # weight_bounds, per query
 
 
 TABLES: Tables | None = None  # what ``map_queries`` tasks read (forked workers inherit it)
@@ -188,8 +187,7 @@ def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
     T = TABLES
     assert T is not None and WORK is not None
     k, v, free = T.k, T.v, T.k - 1
-    table, mag, flops = query_tables(T, q)
-    wt = weight_bounds(T, q)
+    table, mag, wt, flops = query_tables(T, q)
     n_inner = min(2, free)
     inner, inner_s = np.zeros((1,) * n_inner + (v,)), np.zeros((1,) * n_inner)
     inner_w = np.zeros((1,) * n_inner)
@@ -222,24 +220,15 @@ def count_query(piece: tuple[int, int, int]) -> tuple[int, int, int]:
     return flops + n_outer * (k * v + 2 * v * n + 8 * n), count, undecided
 
 
-def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-position float tables of query q: p_i[t, x] = fl(w~_i(t) T~_i[t, x]) [k, v, v] and
-    H_i[t] >= w~_i(t) max_x B_i[t, x] [k, v] (Lemmas 1-2), with their FLOPs."""
+def query_tables(T: Tables, q: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Per-position float tables of query q: p_i[t, x] = fl(w~_i(t) T~_i[t, x]) [k, v, v],
+    H_i[t] >= w~_i(t) max_x B_i[t, x] [k, v] (Lemmas 1-2) and, for Lemma 6, each exact weight's
+    upper bound w <= w~ (1 + EPS_W) + ETA <= up(w~ (1 + 4u)) (up adds >= 2^-1074 > ETA)."""
     weight = softmax_weights(T.score[q], T.d_head)  # [k, v]
     raw = (T.evou[None] + T.pvou[:, None, :]) + T.eu[q]  # T~_i[t, x] = fl(fl(a~ + b~) + c~)
     bmag = up(up(np.abs(T.evou)[None] + np.abs(T.pvou)[:, None, :]) + np.abs(T.eu[q]))
-    mag = up(weight * bmag.max(axis=2))
-    return weight[:, :, None] * raw, mag, 14 * T.k * T.v * T.v
-
-
-def weight_bounds(T: Tables, q: int) -> np.ndarray | None:
-    """[k, v] floats >= each exact softmax weight w_i(t) of query q (float32 semantics only):
-    w <= w~ (1 + EPS_W) + ETA <= up(w~ (1 + 4u)), as up adds at least 2^-1074 > ETA."""
-    if T.shift is None:
-        return np.zeros((T.k, T.v))
-    if q not in T.weights:  # hybrid asks once per batch: the 128-bit weights once per query
-        T.weights[q] = up(softmax_weights(T.score[q], T.d_head) * float_above(1 + 4 * U))
-    return T.weights[q]
+    mag, wt = up(weight * bmag.max(axis=2)), up(weight * float_above(1 + 4 * U))
+    return weight[:, :, None] * raw, mag, wt, 14 * T.k * T.v * T.v
 
 
 def top_two(table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,23 +245,21 @@ def count_known_max(
     T: Tables, q: int, m: int, tables: tuple, tokens: np.ndarray, full: np.ndarray, work: Work
 ) -> tuple[np.ndarray, int, int]:
     """(correct [n], FLOPs, undecided) for the inputs (tokens[:, j] .., q), all of max m, with
-    tables = (p, H, top_two(p)) of query q. The FLOPs leave out a and b below (2Kv), which the
-    caller counts once per (q, m) however many batches it settles.
+    tables = (p, H, weight bounds, top_two(p)) of query q. The FLOPs leave out a and b below
+    (2Kv), which the caller counts once per (q, m) however many batches it settles.
 
     Lemma 5 first, at 3K + 1 FLOPs an input: with a_i[t] = p_i[t, m] and b_i[t] =
     max_{x != m} p_i[t, x], r = fl(fl(sum a) - fl(sum b)) > E = fl(theta S + zeta) proves it
     correct. The rest, where ``full`` is set, are evaluated in full (Lemma 3, rows gathered)
     and settled exactly if undecided (Lemma 4); elsewhere they are not counted."""
-    table, mag, (arg, first, second) = tables
+    table, mag, wt, (arg, first, second) = tables
     k, n = T.k, tokens.shape[1]
     slot = np.arange(k - 1)[:, None]
     a, b = table[:, :, m], np.where(arg == m, second, first)  # [K, v]
     margin = a[k - 1, q] + a[slot, tokens].sum(axis=0) - (b[k - 1, q] + b[slot, tokens].sum(axis=0))
     bound = T.theta * (mag[k - 1, q] + mag[slot, tokens].sum(axis=0)) + T.zeta
-    shift = None
-    if T.shift is not None:
-        wt = weight_bounds(T, q)
-        shift = up(T.shift[q] * (wt[k - 1, q] + wt[slot, tokens].sum(axis=0)))
+    weights = wt[k - 1, q] + wt[slot, tokens].sum(axis=0)
+    shift = None if T.shift is None else up(T.shift[q] * weights)
     correct = margin > (bound if shift is None else up(bound + shift))
     fail = np.flatnonzero(~correct & full)
     undecided = 0

@@ -196,8 +196,8 @@ def settle_query(item: tuple) -> tuple[int, int, list[tuple[int, int, int, int]]
     settled by ``brute.count_known_max``, CHUNK inputs at a time (its a, b: 2Kv FLOPs per m)."""
     (q, plan), T, work = item, brute.TABLES, brute.WORK
     assert T is not None and work is not None
-    table, mag, flops = brute.query_tables(T, q)
-    tables = (table, mag, brute.top_two(table))
+    table, mag, wt, flops = brute.query_tables(T, q)
+    tables = (table, mag, wt, brute.top_two(table))
     flops += 2 * table.size + 2 * T.k * T.v * len({m for m, *_ in plan})
     found, undecided = [], 0
     for m, c, level, inside in plan:
