@@ -1,6 +1,6 @@
 """The full mutation campaign: mutate the small valid certificates thousands of times.
 
-    python bench/mutation_campaign.py [--n 5000] [--seed 1]
+    python bench/mutation_campaign.py [--n 5000] [--seed 1] [--glob '*.float32.cert.json']
 
 Sources: certificates/small/*.cert.json (every strategy present). Prints a table of outcomes
 (by mutation kind) and the totals recorded in docs/reliability.md. Exit status 1 if any mutant
@@ -29,8 +29,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--glob", default="*.cert.json", help="which small certificates")
     args = parser.parse_args()
-    sources = sorted(SMALL.glob("*.cert.json"))
+    sources = sorted(SMALL.glob(args.glob))
     start = time.perf_counter()
     totals: Counter = Counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -139,7 +139,7 @@ def mutate(doc: dict[str, Any], rng: random.Random) -> tuple[str, bytes]:
             if all(np.isfinite(a).all() for a in w.values()):
                 d["model"]["sha256"] = weights_sha256(w)
     elif op == "lemma_array":
-        found = [p for p in arrays(d) if p[0] in ("witnesses", "lemmas")]
+        found = [p for p in arrays(d) if p[0] in ("witnesses", "lemmas", "claim")]  # + allowance
         if not found:
             return mutate(doc, rng)
         mutate_array(get(d, rng.choice(found)), rng)
