@@ -264,6 +264,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
                      claimed_count=str(proof.correct_count), total=str(total),
                      claimed_bound=f"{bound.numerator}/{bound.denominator}",
                      claimed_bound_decimal=down(bound), model_sha256=weights_sha256(weights),
+                     semantics="float32-execution" if args.float32_execution else "exact",
                      seconds=round(seconds, 3))  # fmt: skip
     print(
         f"{proof.report.get('variant', proof.strategy)}: at least {proof.correct_count} of "
