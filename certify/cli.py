@@ -268,7 +268,8 @@ def cmd_emit(args: argparse.Namespace) -> int:
                      seconds=round(seconds, 3))  # fmt: skip
     print(
         f"{proof.report.get('variant', proof.strategy)}: at least {proof.correct_count} of "
-        f"{total} inputs correct, bound {down(bound)} (rounded down; {seconds:.1f} s) -> {out}"
+        f"{total} inputs correct{' in every float32 execution' * args.float32_execution}, "
+        f"bound {down(bound)} (rounded down; {seconds:.1f} s) -> {out}"
     )
     return 0
 
