@@ -266,15 +266,18 @@ def evaluate(
     float64 logits (as brute force sums them) of the inputs it does not pass."""
     table, arg, first, second, w, twice = tables
     shape = [len(s) for s in slots]
-    a, b, den = np.zeros(()), np.zeros(()), np.zeros(())
+    a, b, den = np.zeros(()), np.zeros(()), w[len(slots), q]
     for j, s in enumerate(slots):
         axis = [1] * len(slots)
         axis[j] = len(s)
         a = a + table[j, s, m].reshape(axis)
         b = b + np.where(arg[j, s] == m, second[j, s], first[j, s]).reshape(axis)
-        den = den + w[j, s].reshape(axis)
+        if twice[m]:  # float32 only: the softmax denominator, for the target's 2 D[q, m] den
+            den = den + w[j, s].reshape(axis)
     k = len(slots) + 1
-    a = a + table[k - 1, q, m] - twice[m] * (den + w[k - 1, q])
+    a = a + table[k - 1, q, m]
+    if twice[m]:
+        a = a - twice[m] * den
     b = b + (second if arg[k - 1, q] == m else first)[k - 1, q]
     passed = (a - b > 2.0**-30 * (np.abs(a) + np.abs(b))).reshape(-1)
     n_passed = n_correct = int(passed.sum())
@@ -329,7 +332,9 @@ def cheap_test(
     table, arg, first, second, w, twice = tables
     tokens = np.concatenate([grid, np.full((1, grid.shape[1]), q, dtype=grid.dtype)])
     slot = np.arange(len(tokens))[:, None]
-    a = table[slot, tokens, top[None, :]].sum(axis=0) - twice[top] * w[slot, tokens].sum(axis=0)
+    a = table[slot, tokens, top[None, :]].sum(axis=0)
+    if twice.any():  # float32: the target's 2 D[q, m] times the softmax denominator
+        a = a - twice[top] * w[slot, tokens].sum(axis=0)
     wrong = np.where(arg[slot, tokens] == top[None, :], second[slot, tokens], first[slot, tokens])
     b = wrong.sum(axis=0)
     return a - b > 2.0**-30 * (np.abs(a) + np.abs(b))
